@@ -1,0 +1,685 @@
+//! The batch engine: runs messages through a [`Handler`] with bounded
+//! concurrency, FIFO group ordering, per-message timeouts, caught panics and
+//! deadlines, and reports one [`Outcome`] per message.
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{Id, JoinSet};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::{Context, Handler, HandlerError};
+use crate::message::Message;
+use crate::outcome::{Outcome, SkipReason};
+
+/// How the engine runs messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    max_in_flight: NonZeroUsize,
+    handler_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    /// 32 messages at once, 20 seconds per message.
+    fn default() -> Self {
+        Self {
+            max_in_flight: NonZeroUsize::new(32).expect("32 is not zero"),
+            handler_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Messages processed at once, across every batch run by one engine.
+    #[must_use]
+    pub fn max_in_flight(mut self, max_in_flight: NonZeroUsize) -> Self {
+        self.max_in_flight = max_in_flight;
+        self
+    }
+
+    /// Per-message timeout; a message that overruns it is a retryable failure.
+    #[must_use]
+    pub fn handler_timeout(mut self, handler_timeout: Duration) -> Self {
+        self.handler_timeout = handler_timeout;
+        self
+    }
+}
+
+/// Limits on one call of [`Engine::run_batch`]. The default has none.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOptions {
+    /// No message starts at or after this instant; unstarted ones are
+    /// [`SkipReason::Deadline`]. It also caps each [`Context::deadline`].
+    pub start_deadline: Option<Instant>,
+    /// At this instant, messages still running are reported as retryable
+    /// failures and abandoned (their tasks aborted).
+    pub abandon_deadline: Option<Instant>,
+    /// Once cancelled, no message starts; unstarted ones are
+    /// [`SkipReason::Shutdown`]. Running ones finish (drain).
+    pub stop: CancellationToken,
+    /// Once cancelled, running messages are abandoned as with
+    /// `abandon_deadline`; handlers see it as [`Context::cancellation`].
+    pub abandon: CancellationToken,
+}
+
+/// One decided message: its index in the batch and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Index of the message in the batch given to [`Engine::run_batch`].
+    pub index: usize,
+    /// What became of it.
+    pub outcome: Outcome,
+    /// How long its handler ran; `None` when it never started.
+    pub elapsed: Option<Duration>,
+}
+
+/// Runs batches of messages through one handler. Cheap to clone; clones
+/// share the in-flight bound.
+#[derive(Debug)]
+pub struct Engine<H> {
+    handler: Arc<H>,
+    permits: Arc<Semaphore>,
+    config: EngineConfig,
+}
+
+impl<H> Clone for Engine<H> {
+    fn clone(&self) -> Self {
+        Self {
+            handler: Arc::clone(&self.handler),
+            permits: Arc::clone(&self.permits),
+            config: self.config,
+        }
+    }
+}
+
+/// What a handler task hands back: the handler's result (`None` on timeout)
+/// and how long it ran.
+type TaskOutput = (Option<Result<(), HandlerError>>, Duration);
+
+/// Far enough that a timer never fires, near enough for tokio's timer wheel.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
+
+impl<H: Handler> Engine<H> {
+    /// An engine running `handler` under `config`.
+    pub fn new(handler: H, config: EngineConfig) -> Self {
+        Self::from_arc(Arc::new(handler), config)
+    }
+
+    /// An engine running a shared `handler` under `config`.
+    pub fn from_arc(handler: Arc<H>, config: EngineConfig) -> Self {
+        Self {
+            handler,
+            permits: Arc::new(Semaphore::new(config.max_in_flight.get())),
+            config,
+        }
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> EngineConfig {
+        self.config
+    }
+
+    /// Runs `messages` and returns their outcomes in batch order.
+    pub async fn run_batch(&self, messages: Vec<Message>, options: &BatchOptions) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; messages.len()];
+        self.run_batch_with(messages, options, |report| {
+            outcomes[report.index] = Some(report.outcome);
+        })
+        .await;
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("run_batch_with reports every message exactly once"))
+            .collect()
+    }
+
+    /// Runs `messages`, calling `on_report` once per message as soon as its
+    /// outcome is decided (in completion order), and returns when every
+    /// message is reported.
+    ///
+    /// Rules: at most `max_in_flight` handlers run at once (across all
+    /// batches of this engine); messages of one FIFO group run one at a time
+    /// in batch order, and when one fails the rest of its group is skipped;
+    /// a handler that panics or overruns the timeout is a retryable failure.
+    pub async fn run_batch_with<F>(&self, messages: Vec<Message>, options: &BatchOptions, mut on_report: F)
+    where
+        F: FnMut(Report),
+    {
+        let mut batch = Batch::new(messages);
+        let mut running: JoinSet<TaskOutput> = JoinSet::new();
+        let mut running_index: HashMap<Id, usize> = HashMap::new();
+        let mut stopped: Option<SkipReason> = None;
+
+        let now = Instant::now();
+        let start_sleep = sleep_until(options.start_deadline.unwrap_or(now + FAR_FUTURE));
+        let abandon_sleep = sleep_until(options.abandon_deadline.unwrap_or(now + FAR_FUTURE));
+        let stop_signal = options.stop.cancelled();
+        let abandon_signal = options.abandon.cancelled();
+        tokio::pin!(start_sleep, abandon_sleep, stop_signal, abandon_signal);
+
+        loop {
+            if stopped.is_none() {
+                if options.stop.is_cancelled() {
+                    stopped = Some(SkipReason::Shutdown);
+                } else if options.start_deadline.is_some_and(|d| Instant::now() >= d) {
+                    stopped = Some(SkipReason::Deadline);
+                }
+                if let Some(reason) = &stopped {
+                    while let Some(index) = batch.ready.pop_front() {
+                        batch.skip_chain(Some(index), reason, &mut on_report);
+                    }
+                }
+            }
+            if stopped.is_none() {
+                while !batch.ready.is_empty() {
+                    let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+                        break;
+                    };
+                    let index = batch.ready.pop_front().expect("checked non-empty");
+                    self.spawn(&mut batch, index, permit, options, &mut running, &mut running_index);
+                }
+            }
+            if batch.pending == 0 {
+                break;
+            }
+            debug_assert!(
+                !running.is_empty() || (!batch.ready.is_empty() && stopped.is_none()),
+                "pending messages with nothing running or startable"
+            );
+
+            tokio::select! {
+                biased;
+                () = &mut abandon_signal => {
+                    batch.abandon(&running_index, stopped.unwrap_or(SkipReason::Shutdown), "abandoned: shutdown grace ran out", &mut on_report);
+                    break;
+                }
+                () = &mut abandon_sleep, if options.abandon_deadline.is_some() => {
+                    batch.abandon(&running_index, stopped.unwrap_or(SkipReason::Deadline), "abandoned: invocation deadline reached", &mut on_report);
+                    break;
+                }
+                Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
+                    let (id, output) = match joined {
+                        Ok((id, output)) => (id, Ok(output)),
+                        Err(error) => (error.id(), Err(error)),
+                    };
+                    let index = running_index.remove(&id).expect("every task is indexed when spawned");
+                    let (outcome, elapsed) = match output {
+                        Ok((Some(result), elapsed)) => (result.map_or_else(Outcome::from, |()| Outcome::Success), Some(elapsed)),
+                        Ok((None, elapsed)) => (Outcome::Retry {
+                            reason: format!("handler timed out after {:?}", self.config.handler_timeout),
+                            delay: None,
+                        }, Some(elapsed)),
+                        Err(error) => (Outcome::Retry { reason: panic_reason(error), delay: None }, None),
+                    };
+                    batch.finish(index, outcome, elapsed, stopped.as_ref(), &mut on_report);
+                }
+                () = &mut stop_signal, if stopped.is_none() => {}
+                () = &mut start_sleep, if stopped.is_none() && options.start_deadline.is_some() => {}
+                permit = Arc::clone(&self.permits).acquire_owned(), if stopped.is_none() && !batch.ready.is_empty() => {
+                    let permit = permit.expect("the engine never closes its semaphore");
+                    let index = batch.ready.pop_front().expect("checked non-empty");
+                    self.spawn(&mut batch, index, permit, options, &mut running, &mut running_index);
+                }
+            }
+        }
+        // Anything still running was abandoned: dropping the set aborts it.
+        running.abort_all();
+    }
+
+    fn spawn(
+        &self,
+        batch: &mut Batch,
+        index: usize,
+        permit: OwnedSemaphorePermit,
+        options: &BatchOptions,
+        running: &mut JoinSet<TaskOutput>,
+        running_index: &mut HashMap<Id, usize>,
+    ) {
+        let message = batch.slots[index].take().expect("a message starts at most once");
+        let handler = Arc::clone(&self.handler);
+        let timeout = self.config.handler_timeout;
+        let started = Instant::now();
+        let mut deadline = started + timeout;
+        if let Some(start_deadline) = options.start_deadline {
+            deadline = deadline.min(start_deadline);
+        }
+        let ctx = Context::new(deadline, options.abandon.clone());
+        let handle = running.spawn(async move {
+            let _permit = permit;
+            let result = tokio::time::timeout(timeout, handler.handle(message, ctx)).await.ok();
+            (result, started.elapsed())
+        });
+        running_index.insert(handle.id(), index);
+    }
+}
+
+/// The batch's bookkeeping: which messages wait, which follow which in their
+/// FIFO group, and how many are not yet reported.
+struct Batch {
+    slots: Vec<Option<Message>>,
+    ids: Vec<String>,
+    next_in_group: Vec<Option<usize>>,
+    ready: VecDeque<usize>,
+    pending: usize,
+}
+
+impl Batch {
+    fn new(messages: Vec<Message>) -> Self {
+        let n = messages.len();
+        let mut next_in_group = vec![None; n];
+        let mut ready = VecDeque::with_capacity(n);
+        let mut ids = Vec::with_capacity(n);
+        {
+            let mut last_of_group: HashMap<&str, usize> = HashMap::new();
+            for (index, message) in messages.iter().enumerate() {
+                ids.push(message.id.clone());
+                match message.group_id.as_deref() {
+                    None => ready.push_back(index),
+                    Some(group) => match last_of_group.insert(group, index) {
+                        None => ready.push_back(index),
+                        Some(previous) => next_in_group[previous] = Some(index),
+                    },
+                }
+            }
+        }
+        Self {
+            slots: messages.into_iter().map(Some).collect(),
+            ids,
+            next_in_group,
+            ready,
+            pending: n,
+        }
+    }
+
+    fn report(&mut self, index: usize, outcome: Outcome, elapsed: Option<Duration>, on_report: &mut impl FnMut(Report)) {
+        self.pending -= 1;
+        on_report(Report {
+            index,
+            outcome,
+            elapsed,
+        });
+    }
+
+    /// Skips `start` and every later message of its group.
+    fn skip_chain(&mut self, start: Option<usize>, reason: &SkipReason, on_report: &mut impl FnMut(Report)) {
+        let mut next = start;
+        while let Some(index) = next {
+            self.slots[index] = None;
+            next = self.next_in_group[index];
+            self.report(index, Outcome::Skipped { reason: reason.clone() }, None, on_report);
+        }
+    }
+
+    fn finish(
+        &mut self,
+        index: usize,
+        outcome: Outcome,
+        elapsed: Option<Duration>,
+        stopped: Option<&SkipReason>,
+        on_report: &mut impl FnMut(Report),
+    ) {
+        let next = self.next_in_group[index];
+        let succeeded = outcome.is_success();
+        self.report(index, outcome, elapsed, on_report);
+        if next.is_none() {
+            return;
+        }
+        if !succeeded {
+            let reason = SkipReason::GroupFailed {
+                failed_message_id: self.ids[index].clone(),
+            };
+            self.skip_chain(next, &reason, on_report);
+        } else if let Some(reason) = stopped {
+            self.skip_chain(next, reason, on_report);
+        } else {
+            self.ready.push_back(next.expect("checked above"));
+        }
+    }
+
+    /// Reports running messages as retryable failures and everything not
+    /// started as skipped.
+    fn abandon(
+        &mut self,
+        running_index: &HashMap<Id, usize>,
+        skip: SkipReason,
+        why: &str,
+        on_report: &mut impl FnMut(Report),
+    ) {
+        let mut running: Vec<usize> = running_index.values().copied().collect();
+        running.sort_unstable();
+        for index in running {
+            let outcome = Outcome::Retry {
+                reason: why.to_owned(),
+                delay: None,
+            };
+            self.finish(index, outcome, None, Some(&skip), on_report);
+        }
+        while let Some(index) = self.ready.pop_front() {
+            self.skip_chain(Some(index), &skip, on_report);
+        }
+    }
+}
+
+fn panic_reason(error: tokio::task::JoinError) -> String {
+    if !error.is_panic() {
+        return "handler task was cancelled".to_owned();
+    }
+    let payload = error.into_panic();
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    format!("handler panicked: {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::handler::handler_fn;
+
+    fn config(max_in_flight: usize) -> EngineConfig {
+        EngineConfig::default()
+            .max_in_flight(NonZeroUsize::new(max_in_flight).unwrap())
+            .handler_timeout(Duration::from_secs(5))
+    }
+
+    /// A handler driven by the body: `ok`, `retry`, `perm`, `panic`,
+    /// `sleep:<ms>`; it records the order in which bodies started.
+    fn scripted(log: Arc<Mutex<Vec<String>>>) -> impl Handler {
+        handler_fn(move |m: Message, _ctx: Context| {
+            let log = Arc::clone(&log);
+            async move {
+                log.lock().unwrap().push(m.id.clone());
+                let body = m.body.as_str();
+                if let Some(ms) = body.strip_prefix("sleep:") {
+                    tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+                    return Ok(());
+                }
+                match body {
+                    "retry" => Err(HandlerError::retry_after("asked to retry", Duration::from_secs(7))),
+                    "perm" => Err(HandlerError::permanent("asked to reject")),
+                    "panic" => panic!("boom in {}", m.id),
+                    _ => Ok(()),
+                }
+            }
+        })
+    }
+
+    fn msgs(bodies: &[(&str, Option<&str>, &str)]) -> Vec<Message> {
+        bodies
+            .iter()
+            .map(|(id, group, body)| {
+                let m = Message::new(*id, *body);
+                match group {
+                    Some(g) => m.with_group(*g),
+                    None => m,
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn empty_batch_reports_nothing() {
+        let engine = Engine::new(scripted(Arc::default()), config(4));
+        assert!(engine.run_batch(Vec::new(), &BatchOptions::default()).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn each_handler_result_maps_to_its_outcome() {
+        let engine = Engine::new(scripted(Arc::default()), config(4));
+        let out = engine
+            .run_batch(
+                msgs(&[("a", None, "ok"), ("b", None, "retry"), ("c", None, "perm")]),
+                &BatchOptions::default(),
+            )
+            .await;
+        assert_eq!(out[0], Outcome::Success);
+        assert_eq!(
+            out[1],
+            Outcome::Retry {
+                reason: "asked to retry".into(),
+                delay: Some(Duration::from_secs(7))
+            }
+        );
+        assert_eq!(out[2], Outcome::Permanent { reason: "asked to reject".into() });
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn panic_is_a_retry_and_the_rest_of_the_batch_goes_on() {
+        let engine = Engine::new(scripted(Arc::default()), config(2));
+        let out = engine
+            .run_batch(
+                msgs(&[("a", None, "panic"), ("b", None, "ok"), ("c", None, "ok")]),
+                &BatchOptions::default(),
+            )
+            .await;
+        match &out[0] {
+            Outcome::Retry { reason, delay: None } => {
+                assert!(reason.contains("handler panicked: boom in a"), "{reason}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(&out[1..], &[Outcome::Success, Outcome::Success]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_is_a_retry() {
+        let engine = Engine::new(scripted(Arc::default()), config(2));
+        let out = engine
+            .run_batch(msgs(&[("slow", None, "sleep:6000"), ("fast", None, "sleep:10")]), &BatchOptions::default())
+            .await;
+        assert!(matches!(&out[0], Outcome::Retry { reason, .. } if reason.contains("timed out after 5s")), "{out:?}");
+        assert_eq!(out[1], Outcome::Success);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrency_bound_is_never_exceeded_and_is_used() {
+        let now = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let handler = {
+            let (now, peak) = (Arc::clone(&now), Arc::clone(&peak));
+            handler_fn(move |_m: Message, _ctx: Context| {
+                let (now, peak) = (Arc::clone(&now), Arc::clone(&peak));
+                async move {
+                    let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(current, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    Ok(())
+                }
+            })
+        };
+        let engine = Engine::new(handler, config(7));
+        let batch: Vec<Message> = (0..200).map(|i| Message::new(i.to_string(), "")).collect();
+        // Two batches at once share the engine's bound.
+        let options = BatchOptions::default();
+        let (a, b) = tokio::join!(
+            engine.run_batch(batch.clone(), &options),
+            engine.run_batch(batch, &options)
+        );
+        assert!(a.iter().chain(&b).all(Outcome::is_success));
+        assert_eq!(peak.load(Ordering::SeqCst), 7);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fifo_group_runs_one_at_a_time_in_order() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let engine = Engine::new(scripted(Arc::clone(&log)), config(8));
+        let batch = msgs(&[
+            ("g1-1", Some("g1"), "sleep:20"),
+            ("g2-1", Some("g2"), "sleep:5"),
+            ("g1-2", Some("g1"), "sleep:1"),
+            ("g2-2", Some("g2"), "sleep:1"),
+            ("g1-3", Some("g1"), "ok"),
+        ]);
+        let out = engine.run_batch(batch, &BatchOptions::default()).await;
+        assert!(out.iter().all(Outcome::is_success));
+        let log = log.lock().unwrap().clone();
+        let order = |g: &str| log.iter().filter(|id| id.starts_with(g)).cloned().collect::<Vec<_>>();
+        assert_eq!(order("g1"), ["g1-1", "g1-2", "g1-3"]);
+        assert_eq!(order("g2"), ["g2-1", "g2-2"]);
+        // g2 did not wait for g1: its second message started before g1's second.
+        let pos = |id: &str| log.iter().position(|x| x == id).unwrap();
+        assert!(pos("g2-2") < pos("g1-2"), "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn fifo_failure_skips_rest_of_group_only() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let engine = Engine::new(scripted(Arc::clone(&log)), config(8));
+        let batch = msgs(&[
+            ("a1", Some("a"), "ok"),
+            ("a2", Some("a"), "retry"),
+            ("b1", Some("b"), "ok"),
+            ("a3", Some("a"), "ok"),
+            ("b2", Some("b"), "ok"),
+            ("a4", Some("a"), "ok"),
+        ]);
+        let out = engine.run_batch(batch, &BatchOptions::default()).await;
+        let skipped = Outcome::Skipped {
+            reason: SkipReason::GroupFailed {
+                failed_message_id: "a2".into(),
+            },
+        };
+        assert_eq!(out[0], Outcome::Success);
+        assert!(matches!(out[1], Outcome::Retry { .. }));
+        assert_eq!(out[2], Outcome::Success);
+        assert_eq!(out[3], skipped);
+        assert_eq!(out[4], Outcome::Success);
+        assert_eq!(out[5], skipped);
+        assert!(!log.lock().unwrap().iter().any(|id| id == "a3" || id == "a4"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_starts_after_the_start_deadline() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let engine = Engine::new(scripted(Arc::clone(&log)), config(1));
+        let options = BatchOptions {
+            start_deadline: Some(Instant::now() + Duration::from_millis(250)),
+            ..BatchOptions::default()
+        };
+        let batch = (0..10).map(|i| Message::new(i.to_string(), "sleep:100")).collect();
+        let out = engine.run_batch(batch, &options).await;
+        // One at a time, 100 ms each: messages 0, 1 and 2 start before 250 ms.
+        assert_eq!(out.iter().filter(|o| o.is_success()).count(), 3, "{out:?}");
+        assert!(out[3..].iter().all(|o| *o == Outcome::Skipped { reason: SkipReason::Deadline }));
+        assert_eq!(log.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn running_messages_are_abandoned_as_retries_at_the_abandon_deadline() {
+        let engine = Engine::new(scripted(Arc::default()), config(2));
+        let start = Instant::now();
+        let options = BatchOptions {
+            start_deadline: Some(start + Duration::from_millis(100)),
+            abandon_deadline: Some(start + Duration::from_millis(150)),
+            ..BatchOptions::default()
+        };
+        let batch = msgs(&[
+            ("quick", None, "sleep:10"),
+            ("long", Some("g"), "sleep:4000"),
+            ("after-long", Some("g"), "ok"),
+            ("queued", None, "ok"),
+        ]);
+        let out = engine.run_batch(batch, &options).await;
+        assert!(Instant::now() - start < Duration::from_millis(200), "did not wait for the handler");
+        assert_eq!(out[0], Outcome::Success);
+        assert!(matches!(&out[1], Outcome::Retry { reason, .. } if reason.contains("invocation deadline")));
+        assert_eq!(
+            out[2],
+            Outcome::Skipped {
+                reason: SkipReason::GroupFailed {
+                    failed_message_id: "long".into()
+                }
+            }
+        );
+        // "queued" started once "quick" freed its slot.
+        assert_eq!(out[3], Outcome::Success);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_skips_unstarted_as_shutdown_and_drains_running() {
+        let engine = Engine::new(scripted(Arc::default()), config(2));
+        let options = BatchOptions::default();
+        let stop = options.stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stop.cancel();
+        });
+        let batch = msgs(&[
+            ("a", None, "sleep:1000"),
+            ("b", Some("g"), "sleep:1000"),
+            ("c", Some("g"), "ok"),
+            ("d", None, "ok"),
+        ]);
+        let out = engine.run_batch(batch, &options).await;
+        let shutdown = Outcome::Skipped { reason: SkipReason::Shutdown };
+        assert_eq!(out, vec![Outcome::Success, Outcome::Success, shutdown.clone(), shutdown]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn abandon_signal_cancels_context_and_reports_running_as_retry() {
+        let handler = handler_fn(|_m: Message, ctx: Context| async move {
+            ctx.cancellation().cancelled().await;
+            // A handler that stops early when told; the engine does not wait for it anyway.
+            Ok(())
+        });
+        let engine = Engine::new(handler, config(1));
+        let options = BatchOptions::default();
+        let abandon = options.abandon.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            abandon.cancel();
+        });
+        let out = engine
+            .run_batch(vec![Message::new("a", ""), Message::new("b", "")], &options)
+            .await;
+        assert!(matches!(&out[0], Outcome::Retry { reason, .. } if reason.contains("shutdown grace")));
+        assert_eq!(out[1], Outcome::Skipped { reason: SkipReason::Shutdown });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn context_deadline_is_the_sooner_of_timeout_and_start_deadline() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let handler = {
+            let seen = Arc::clone(&seen);
+            handler_fn(move |_m: Message, ctx: Context| {
+                seen.lock().unwrap().push(ctx.remaining());
+                async { Ok(()) }
+            })
+        };
+        let engine = Engine::new(handler, config(1));
+        engine.run_batch(vec![Message::new("a", "")], &BatchOptions::default()).await;
+        let options = BatchOptions {
+            start_deadline: Some(Instant::now() + Duration::from_secs(1)),
+            ..BatchOptions::default()
+        };
+        engine.run_batch(vec![Message::new("b", "")], &options).await;
+        assert_eq!(*seen.lock().unwrap(), [Duration::from_secs(5), Duration::from_secs(1)]);
+    }
+
+    #[tokio::test]
+    async fn reports_arrive_once_per_message_with_elapsed_only_when_run() {
+        let engine = Engine::new(scripted(Arc::default()), config(4));
+        let mut reports = Vec::new();
+        engine
+            .run_batch_with(
+                msgs(&[("a", Some("g"), "perm"), ("b", Some("g"), "ok"), ("c", None, "ok")]),
+                &BatchOptions::default(),
+                |r| reports.push(r),
+            )
+            .await;
+        reports.sort_by_key(|r| r.index);
+        assert_eq!(reports.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1, 2]);
+        assert!(reports[0].elapsed.is_some());
+        assert!(reports[1].elapsed.is_none());
+        assert!(reports[2].elapsed.is_some());
+    }
+}
