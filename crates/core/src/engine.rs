@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{Id, JoinSet};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::handler::{Context, Handler, HandlerError};
 use crate::message::Message;
@@ -124,6 +125,11 @@ impl<H: Handler> Engine<H> {
     }
 
     /// Runs `messages` and returns their outcomes in batch order.
+    ///
+    /// # Panics
+    ///
+    /// Never: every message is reported exactly once (a handler's panic is
+    /// caught and becomes a retry).
     pub async fn run_batch(&self, messages: Vec<Message>, options: &BatchOptions) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; messages.len()];
         self.run_batch_with(messages, options, |report| {
@@ -144,8 +150,16 @@ impl<H: Handler> Engine<H> {
     /// batches of this engine); messages of one FIFO group run one at a time
     /// in batch order, and when one fails the rest of its group is skipped;
     /// a handler that panics or overruns the timeout is a retryable failure.
-    pub async fn run_batch_with<F>(&self, messages: Vec<Message>, options: &BatchOptions, mut on_report: F)
-    where
+    ///
+    /// # Panics
+    ///
+    /// Never: the expectations inside are invariants of the bookkeeping.
+    pub async fn run_batch_with<F>(
+        &self,
+        messages: Vec<Message>,
+        options: &BatchOptions,
+        mut on_report: F,
+    ) where
         F: FnMut(Report),
     {
         let mut batch = Batch::new(messages);
@@ -179,7 +193,14 @@ impl<H: Handler> Engine<H> {
                         break;
                     };
                     let index = batch.ready.pop_front().expect("checked non-empty");
-                    self.spawn(&mut batch, index, permit, options, &mut running, &mut running_index);
+                    self.spawn(
+                        &mut batch,
+                        index,
+                        permit,
+                        options,
+                        &mut running,
+                        &mut running_index,
+                    );
                 }
             }
             if batch.pending == 0 {
@@ -193,11 +214,11 @@ impl<H: Handler> Engine<H> {
             tokio::select! {
                 biased;
                 () = &mut abandon_signal => {
-                    batch.abandon(&running_index, stopped.unwrap_or(SkipReason::Shutdown), "abandoned: shutdown grace ran out", &mut on_report);
+                    batch.abandon(&running_index, &stopped.unwrap_or(SkipReason::Shutdown), "abandoned: shutdown grace ran out", &mut on_report);
                     break;
                 }
                 () = &mut abandon_sleep, if options.abandon_deadline.is_some() => {
-                    batch.abandon(&running_index, stopped.unwrap_or(SkipReason::Deadline), "abandoned: invocation deadline reached", &mut on_report);
+                    batch.abandon(&running_index, &stopped.unwrap_or(SkipReason::Deadline), "abandoned: invocation deadline reached", &mut on_report);
                     break;
                 }
                 Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
@@ -238,7 +259,9 @@ impl<H: Handler> Engine<H> {
         running: &mut JoinSet<TaskOutput>,
         running_index: &mut HashMap<Id, usize>,
     ) {
-        let message = batch.slots[index].take().expect("a message starts at most once");
+        let message = batch.slots[index]
+            .take()
+            .expect("a message starts at most once");
         let handler = Arc::clone(&self.handler);
         let timeout = self.config.handler_timeout;
         let started = Instant::now();
@@ -247,11 +270,15 @@ impl<H: Handler> Engine<H> {
             deadline = deadline.min(start_deadline);
         }
         let ctx = Context::new(deadline, options.abandon.clone());
-        let handle = running.spawn(async move {
+        // The caller's span (e.g. Lambda's request id) follows the handler into its task.
+        let task = async move {
             let _permit = permit;
-            let result = tokio::time::timeout(timeout, handler.handle(message, ctx)).await.ok();
+            let result = tokio::time::timeout(timeout, handler.handle(message, ctx))
+                .await
+                .ok();
             (result, started.elapsed())
-        });
+        };
+        let handle = running.spawn(task.instrument(tracing::Span::current()));
         running_index.insert(handle.id(), index);
     }
 }
@@ -294,7 +321,13 @@ impl Batch {
         }
     }
 
-    fn report(&mut self, index: usize, outcome: Outcome, elapsed: Option<Duration>, on_report: &mut impl FnMut(Report)) {
+    fn report(
+        &mut self,
+        index: usize,
+        outcome: Outcome,
+        elapsed: Option<Duration>,
+        on_report: &mut impl FnMut(Report),
+    ) {
         self.pending -= 1;
         on_report(Report {
             index,
@@ -304,12 +337,24 @@ impl Batch {
     }
 
     /// Skips `start` and every later message of its group.
-    fn skip_chain(&mut self, start: Option<usize>, reason: &SkipReason, on_report: &mut impl FnMut(Report)) {
+    fn skip_chain(
+        &mut self,
+        start: Option<usize>,
+        reason: &SkipReason,
+        on_report: &mut impl FnMut(Report),
+    ) {
         let mut next = start;
         while let Some(index) = next {
             self.slots[index] = None;
             next = self.next_in_group[index];
-            self.report(index, Outcome::Skipped { reason: reason.clone() }, None, on_report);
+            self.report(
+                index,
+                Outcome::Skipped {
+                    reason: reason.clone(),
+                },
+                None,
+                on_report,
+            );
         }
     }
 
@@ -344,7 +389,7 @@ impl Batch {
     fn abandon(
         &mut self,
         running_index: &HashMap<Id, usize>,
-        skip: SkipReason,
+        skip: &SkipReason,
         why: &str,
         on_report: &mut impl FnMut(Report),
     ) {
@@ -355,10 +400,10 @@ impl Batch {
                 reason: why.to_owned(),
                 delay: None,
             };
-            self.finish(index, outcome, None, Some(&skip), on_report);
+            self.finish(index, outcome, None, Some(skip), on_report);
         }
         while let Some(index) = self.ready.pop_front() {
-            self.skip_chain(Some(index), &skip, on_report);
+            self.skip_chain(Some(index), skip, on_report);
         }
     }
 }
@@ -403,7 +448,10 @@ mod tests {
                     return Ok(());
                 }
                 match body {
-                    "retry" => Err(HandlerError::retry_after("asked to retry", Duration::from_secs(7))),
+                    "retry" => Err(HandlerError::retry_after(
+                        "asked to retry",
+                        Duration::from_secs(7),
+                    )),
                     "perm" => Err(HandlerError::permanent("asked to reject")),
                     "panic" => panic!("boom in {}", m.id),
                     _ => Ok(()),
@@ -428,7 +476,12 @@ mod tests {
     #[tokio::test]
     async fn empty_batch_reports_nothing() {
         let engine = Engine::new(scripted(Arc::default()), config(4));
-        assert!(engine.run_batch(Vec::new(), &BatchOptions::default()).await.is_empty());
+        assert!(
+            engine
+                .run_batch(Vec::new(), &BatchOptions::default())
+                .await
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -448,7 +501,12 @@ mod tests {
                 delay: Some(Duration::from_secs(7))
             }
         );
-        assert_eq!(out[2], Outcome::Permanent { reason: "asked to reject".into() });
+        assert_eq!(
+            out[2],
+            Outcome::Permanent {
+                reason: "asked to reject".into()
+            }
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,7 +519,10 @@ mod tests {
             )
             .await;
         match &out[0] {
-            Outcome::Retry { reason, delay: None } => {
+            Outcome::Retry {
+                reason,
+                delay: None,
+            } => {
                 assert!(reason.contains("handler panicked: boom in a"), "{reason}");
             }
             other => panic!("unexpected {other:?}"),
@@ -473,9 +534,15 @@ mod tests {
     async fn timeout_is_a_retry() {
         let engine = Engine::new(scripted(Arc::default()), config(2));
         let out = engine
-            .run_batch(msgs(&[("slow", None, "sleep:6000"), ("fast", None, "sleep:10")]), &BatchOptions::default())
+            .run_batch(
+                msgs(&[("slow", None, "sleep:6000"), ("fast", None, "sleep:10")]),
+                &BatchOptions::default(),
+            )
             .await;
-        assert!(matches!(&out[0], Outcome::Retry { reason, .. } if reason.contains("timed out after 5s")), "{out:?}");
+        assert!(
+            matches!(&out[0], Outcome::Retry { reason, .. } if reason.contains("timed out after 5s")),
+            "{out:?}"
+        );
         assert_eq!(out[1], Outcome::Success);
     }
 
@@ -522,7 +589,12 @@ mod tests {
         let out = engine.run_batch(batch, &BatchOptions::default()).await;
         assert!(out.iter().all(Outcome::is_success));
         let log = log.lock().unwrap().clone();
-        let order = |g: &str| log.iter().filter(|id| id.starts_with(g)).cloned().collect::<Vec<_>>();
+        let order = |g: &str| {
+            log.iter()
+                .filter(|id| id.starts_with(g))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
         assert_eq!(order("g1"), ["g1-1", "g1-2", "g1-3"]);
         assert_eq!(order("g2"), ["g2-1", "g2-2"]);
         // g2 did not wait for g1: its second message started before g1's second.
@@ -554,7 +626,12 @@ mod tests {
         assert_eq!(out[3], skipped);
         assert_eq!(out[4], Outcome::Success);
         assert_eq!(out[5], skipped);
-        assert!(!log.lock().unwrap().iter().any(|id| id == "a3" || id == "a4"));
+        assert!(
+            !log.lock()
+                .unwrap()
+                .iter()
+                .any(|id| id == "a3" || id == "a4")
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -565,11 +642,16 @@ mod tests {
             start_deadline: Some(Instant::now() + Duration::from_millis(250)),
             ..BatchOptions::default()
         };
-        let batch = (0..10).map(|i| Message::new(i.to_string(), "sleep:100")).collect();
+        let batch = (0..10)
+            .map(|i| Message::new(i.to_string(), "sleep:100"))
+            .collect();
         let out = engine.run_batch(batch, &options).await;
         // One at a time, 100 ms each: messages 0, 1 and 2 start before 250 ms.
         assert_eq!(out.iter().filter(|o| o.is_success()).count(), 3, "{out:?}");
-        assert!(out[3..].iter().all(|o| *o == Outcome::Skipped { reason: SkipReason::Deadline }));
+        assert!(out[3..].iter().all(|o| *o
+            == Outcome::Skipped {
+                reason: SkipReason::Deadline
+            }));
         assert_eq!(log.lock().unwrap().len(), 3);
     }
 
@@ -589,9 +671,14 @@ mod tests {
             ("queued", None, "ok"),
         ]);
         let out = engine.run_batch(batch, &options).await;
-        assert!(Instant::now() - start < Duration::from_millis(200), "did not wait for the handler");
+        assert!(
+            Instant::now() - start < Duration::from_millis(200),
+            "did not wait for the handler"
+        );
         assert_eq!(out[0], Outcome::Success);
-        assert!(matches!(&out[1], Outcome::Retry { reason, .. } if reason.contains("invocation deadline")));
+        assert!(
+            matches!(&out[1], Outcome::Retry { reason, .. } if reason.contains("invocation deadline"))
+        );
         assert_eq!(
             out[2],
             Outcome::Skipped {
@@ -620,8 +707,18 @@ mod tests {
             ("d", None, "ok"),
         ]);
         let out = engine.run_batch(batch, &options).await;
-        let shutdown = Outcome::Skipped { reason: SkipReason::Shutdown };
-        assert_eq!(out, vec![Outcome::Success, Outcome::Success, shutdown.clone(), shutdown]);
+        let shutdown = Outcome::Skipped {
+            reason: SkipReason::Shutdown,
+        };
+        assert_eq!(
+            out,
+            vec![
+                Outcome::Success,
+                Outcome::Success,
+                shutdown.clone(),
+                shutdown
+            ]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -641,8 +738,15 @@ mod tests {
         let out = engine
             .run_batch(vec![Message::new("a", ""), Message::new("b", "")], &options)
             .await;
-        assert!(matches!(&out[0], Outcome::Retry { reason, .. } if reason.contains("shutdown grace")));
-        assert_eq!(out[1], Outcome::Skipped { reason: SkipReason::Shutdown });
+        assert!(
+            matches!(&out[0], Outcome::Retry { reason, .. } if reason.contains("shutdown grace"))
+        );
+        assert_eq!(
+            out[1],
+            Outcome::Skipped {
+                reason: SkipReason::Shutdown
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -656,13 +760,20 @@ mod tests {
             })
         };
         let engine = Engine::new(handler, config(1));
-        engine.run_batch(vec![Message::new("a", "")], &BatchOptions::default()).await;
+        engine
+            .run_batch(vec![Message::new("a", "")], &BatchOptions::default())
+            .await;
         let options = BatchOptions {
             start_deadline: Some(Instant::now() + Duration::from_secs(1)),
             ..BatchOptions::default()
         };
-        engine.run_batch(vec![Message::new("b", "")], &options).await;
-        assert_eq!(*seen.lock().unwrap(), [Duration::from_secs(5), Duration::from_secs(1)]);
+        engine
+            .run_batch(vec![Message::new("b", "")], &options)
+            .await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [Duration::from_secs(5), Duration::from_secs(1)]
+        );
     }
 
     #[tokio::test]
@@ -671,13 +782,20 @@ mod tests {
         let mut reports = Vec::new();
         engine
             .run_batch_with(
-                msgs(&[("a", Some("g"), "perm"), ("b", Some("g"), "ok"), ("c", None, "ok")]),
+                msgs(&[
+                    ("a", Some("g"), "perm"),
+                    ("b", Some("g"), "ok"),
+                    ("c", None, "ok"),
+                ]),
                 &BatchOptions::default(),
                 |r| reports.push(r),
             )
             .await;
         reports.sort_by_key(|r| r.index);
-        assert_eq!(reports.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            reports.iter().map(|r| r.index).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
         assert!(reports[0].elapsed.is_some());
         assert!(reports[1].elapsed.is_none());
         assert!(reports[2].elapsed.is_some());

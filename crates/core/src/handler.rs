@@ -135,7 +135,11 @@ impl HandlerError {
 pub fn decode_json<T: DeserializeOwned>(message: &Message) -> Result<T, HandlerError> {
     let mut de = serde_json::Deserializer::from_str(&message.body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        HandlerError::permanent(format!("body does not decode at {}: {}", e.path(), e.inner()))
+        HandlerError::permanent(format!(
+            "body does not decode at {}: {}",
+            e.path(),
+            e.inner()
+        ))
     })?;
     de.end()
         .map_err(|e| HandlerError::permanent(format!("body does not decode: {e}")))?;
@@ -269,7 +273,10 @@ mod tests {
     #[test]
     fn undecodable_body_is_permanent_and_names_the_field_path() {
         let r = reason(r#"{"id": 1, "items": [{"qty": 1}, {"qty": "two"}]}"#);
-        assert!(r.starts_with("body does not decode at items[1].qty: invalid type: string"), "{r}");
+        assert!(
+            r.starts_with("body does not decode at items[1].qty: invalid type: string"),
+            "{r}"
+        );
     }
 
     #[test]
@@ -291,12 +298,20 @@ mod tests {
         });
         let ctx = Context::new(Instant::now(), CancellationToken::new());
         let ok = handler
-            .handle(Message::new("1", r#"{"id":1,"items":[{"qty":2}]}"#), ctx.clone())
+            .handle(
+                Message::new("1", r#"{"id":1,"items":[{"qty":2}]}"#),
+                ctx.clone(),
+            )
             .await;
         assert_eq!(ok, Ok(()));
-        let empty = handler.handle(Message::new("2", r#"{"id":1,"items":[]}"#), ctx.clone()).await;
+        let empty = handler
+            .handle(Message::new("2", r#"{"id":1,"items":[]}"#), ctx.clone())
+            .await;
         assert_eq!(empty, Err(HandlerError::permanent("no items")));
         let bad = handler.handle(Message::new("3", "42"), ctx).await;
-        assert!(matches!(&bad, Err(HandlerError::Permanent { reason }) if reason.contains("at .: invalid type: integer")), "{bad:?}");
+        assert!(
+            matches!(&bad, Err(HandlerError::Permanent { reason }) if reason.contains("at .: invalid type: integer")),
+            "{bad:?}"
+        );
     }
 }

@@ -41,7 +41,9 @@ pub mod outcome;
 pub mod retry;
 
 pub use engine::{BatchOptions, Engine, EngineConfig, Report};
-pub use handler::{Context, Handler, HandlerError, HandlerFn, JsonFn, decode_json, handler_fn, json_fn};
+pub use handler::{
+    Context, Handler, HandlerError, HandlerFn, JsonFn, decode_json, handler_fn, json_fn,
+};
 pub use message::{AttributeValue, Message, MessageAttribute};
 pub use outcome::{Outcome, OutcomeKind, SkipReason};
 pub use retry::{MAX_VISIBILITY, RetryPolicy, RetryPolicyError};

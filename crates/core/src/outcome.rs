@@ -112,7 +112,10 @@ impl fmt::Display for SkipReason {
             Self::Deadline => f.write_str("not started: invocation deadline near"),
             Self::Shutdown => f.write_str("not started: shutting down"),
             Self::GroupFailed { failed_message_id } => {
-                write!(f, "not started: earlier message {failed_message_id} of its FIFO group failed")
+                write!(
+                    f,
+                    "not started: earlier message {failed_message_id} of its FIFO group failed"
+                )
             }
         }
     }

@@ -90,7 +90,7 @@ impl RetryPolicy {
     #[must_use]
     pub fn delay_with_jitter(&self, receive_count: u32, unit: f64) -> Duration {
         let ceiling = self.ceiling(receive_count);
-        ceiling.mul_f64((1.0 + unit.clamp(0.0, 1.0)) / 2.0)
+        ceiling.mul_f64(f64::midpoint(1.0, unit.clamp(0.0, 1.0)))
     }
 
     /// The jittered delay for a message received `receive_count` times.
@@ -161,7 +161,10 @@ mod tests {
 
     #[test]
     fn invalid_bounds_are_rejected_with_reasons() {
-        assert_eq!(RetryPolicy::new(Duration::ZERO, secs(1)), Err(RetryPolicyError::ZeroBase));
+        assert_eq!(
+            RetryPolicy::new(Duration::ZERO, secs(1)),
+            Err(RetryPolicyError::ZeroBase)
+        );
         assert!(matches!(
             RetryPolicy::new(secs(10), secs(5)),
             Err(RetryPolicyError::MaxBelowBase { .. })

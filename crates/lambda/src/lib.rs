@@ -1,1 +1,29 @@
-//! placeholder
+//! sqsrt's Lambda adapter: an SQS event source mapping invokes the function
+//! with a batch, and the function answers with an `SqsBatchResponse` listing
+//! only the failed records (`ReportBatchItemFailures`).
+//!
+//! Start with [`SqsLambda`]: it checks the event ([`event`]), runs the records
+//! through the core engine under the invocation deadline minus a margin,
+//! settles each outcome with SQS ([`settle`]: dead-letter, backoff, release)
+//! and builds the response.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use sqsrt_core::{handler_fn, Context, Engine, EngineConfig, HandlerError, Message};
+//! use sqsrt_lambda::{LambdaConfig, SqsLambda};
+//! use sqsrt_sqs::SqsClient;
+//!
+//! # async fn run() -> Result<(), lambda_runtime::Error> {
+//! let handler = handler_fn(|_m: Message, _ctx: Context| async { Ok::<(), HandlerError>(()) });
+//! let engine = Engine::new(handler, EngineConfig::default());
+//! let queue = Arc::new(SqsClient::from_env().await);
+//! SqsLambda::new(engine, LambdaConfig::default(), queue).run().await
+//! # }
+//! ```
+
+pub mod adapter;
+pub mod event;
+pub mod settle;
+
+pub use adapter::{InvocationError, LambdaConfig, SqsLambda};
+pub use event::{EventError, RecordMeta};

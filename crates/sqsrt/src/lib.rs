@@ -1,1 +1,138 @@
-//! placeholder
+//! sqsrt runs one SQS message handler, written once, on two platforms from
+//! one build:
+//!
+//! - **AWS Lambda**, fed by an SQS event source mapping: the function answers
+//!   with an `SqsBatchResponse` listing only the failed records.
+//! - **A container on Kubernetes**, long-polling SQS itself, scaled from zero
+//!   by KEDA.
+//!
+//! Write a [`Handler`] and hand it to [`run`]; the mode is picked at start
+//! (Lambda when `AWS_LAMBDA_RUNTIME_API` is set, worker otherwise), and the
+//! same flags and `SQSRT_*` variables configure it:
+//!
+//! ```no_run
+//! use serde::Deserialize;
+//! use sqsrt::{json_fn, Context, HandlerError, Message};
+//!
+//! #[derive(Deserialize)]
+//! struct Order { id: u64, qty: u32 }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), sqsrt::Error> {
+//!     sqsrt::run(json_fn(|order: Order, _message: Message, _ctx: Context| async move {
+//!         if order.qty == 0 {
+//!             return Err(HandlerError::permanent(format!("order {} is empty", order.id)));
+//!         }
+//!         Ok(())
+//!     }))
+//!     .await
+//! }
+//! ```
+//!
+//! Layout: [`cli`] (flags and variables), [`logging`] (JSON lines),
+//! [`handlers`] (the binary's built-in `log` and `scripted` handlers); the
+//! engine lives in `sqsrt-core`, the platforms in `sqsrt-lambda` and
+//! `sqsrt-k8s-worker`.
+
+pub mod cli;
+pub mod handlers;
+pub mod logging;
+
+use std::sync::Arc;
+
+use clap::Parser;
+pub use sqsrt_core::{
+    BatchOptions, Context, Engine, EngineConfig, Handler, HandlerError, Message, Outcome,
+    RetryPolicy, decode_json, handler_fn, json_fn,
+};
+use sqsrt_lambda::SqsLambda;
+use sqsrt_sqs::SqsClient;
+
+use crate::cli::{Cli, ConfigProblem, Mode};
+
+/// Why sqsrt stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid; every problem is listed.
+    #[error("invalid configuration:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Config(Vec<ConfigProblem>),
+    /// The Lambda runtime failed (the Runtime API could not be reached).
+    #[error("Lambda runtime failed: {0}")]
+    Lambda(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The worker could not run.
+    #[error(transparent)]
+    Worker(#[from] sqsrt_k8s_worker::WorkerError),
+}
+
+/// Parses the command line and `SQSRT_*` variables, inserting the mode picked
+/// from the environment when none is named. Prints help, the version, or the
+/// error naming the flag and variable, and exits (status 2 on errors).
+#[must_use]
+pub fn parse_args() -> Cli {
+    let lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some_and(|v| !v.is_empty());
+    let args = cli::with_mode(std::env::args().collect(), lambda);
+    Cli::try_parse_from(args).unwrap_or_else(|e| e.exit())
+}
+
+/// Runs `handler` in the mode picked at start, configured by flags and
+/// `SQSRT_*` variables, until the process is told to stop.
+///
+/// A configuration problem is printed, naming the flag and variable, and the
+/// process exits with status 2.
+///
+/// # Errors
+///
+/// [`Error::Lambda`] or [`Error::Worker`] when the platform side fails.
+pub async fn run<H: Handler>(handler: H) -> Result<(), Error> {
+    match run_mode(parse_args().mode, handler).await {
+        Err(error @ Error::Config(_)) => {
+            eprintln!("sqsrt: {error}");
+            std::process::exit(2);
+        }
+        other => other,
+    }
+}
+
+/// Runs `handler` in `mode`.
+///
+/// # Errors
+///
+/// [`Error::Config`] for invalid settings, and as [`run`].
+pub async fn run_mode<H: Handler>(mode: Mode, handler: H) -> Result<(), Error> {
+    match mode {
+        Mode::Lambda(args) => {
+            let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
+            init_logging(args.common.log_level.as_deref(), lambda_level.as_deref())?;
+            let config = args.lambda().map_err(Error::Config)?;
+            let engine = Engine::new(handler, args.common.engine());
+            let queue = Arc::new(SqsClient::from_env_lazy());
+            tracing::info!(
+                mode = "lambda",
+                version = env!("CARGO_PKG_VERSION"),
+                max_in_flight = args.common.max_in_flight.get(),
+                "sqsrt started."
+            );
+            SqsLambda::new(engine, config, queue)
+                .run()
+                .await
+                .map_err(Error::Lambda)
+        }
+        Mode::Worker(args) => {
+            init_logging(args.common.log_level.as_deref(), None)?;
+            let config = args.worker().map_err(Error::Config)?;
+            let _engine = Engine::new(handler, args.common.engine());
+            sqsrt_k8s_worker::run(&config)?;
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(flag: Option<&str>, lambda_level: Option<&str>) -> Result<(), Error> {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = logging::resolve_filter(flag, rust_log.as_deref(), lambda_level);
+    logging::init(&filter).map_err(|e| {
+        Error::Config(vec![ConfigProblem(format!(
+            "{e} (set by --log-level or SQSRT_LOG_LEVEL, else RUST_LOG)"
+        ))])
+    })
+}

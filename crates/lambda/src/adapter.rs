@@ -1,0 +1,226 @@
+//! [`SqsLambda`]: one invocation in, one `SqsBatchResponse` out.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use sqsrt_core::{BatchOptions, Engine, Handler, Message, RetryPolicy};
+use sqsrt_sqs::QueueClient;
+use tokio::time::Instant;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::event::{EventError, into_messages, time_left};
+use crate::settle::{Settled, Settler};
+
+/// Lambda-mode settings (see DESIGN.md "Configuration names").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaConfig {
+    deadline_margin: Duration,
+    fail_invocation_when_all_fail: bool,
+    dlq_url: Option<String>,
+    retry: RetryPolicy,
+}
+
+impl Default for LambdaConfig {
+    /// 500 ms margin, no DLQ, all-failed batches listed, default backoff.
+    fn default() -> Self {
+        Self {
+            deadline_margin: Duration::from_millis(500),
+            fail_invocation_when_all_fail: false,
+            dlq_url: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl LambdaConfig {
+    /// No record starts after the deadline minus this; records still running
+    /// at the deadline minus half of it are reported failed.
+    #[must_use]
+    pub fn deadline_margin(mut self, margin: Duration) -> Self {
+        self.deadline_margin = margin;
+        self
+    }
+
+    /// Return an error instead of listing every record when all failed.
+    #[must_use]
+    pub fn fail_invocation_when_all_fail(mut self, on: bool) -> Self {
+        self.fail_invocation_when_all_fail = on;
+        self
+    }
+
+    /// Dead-letter queue for permanent failures.
+    #[must_use]
+    pub fn dlq_url(mut self, url: Option<String>) -> Self {
+        self.dlq_url = url;
+        self
+    }
+
+    /// Backoff applied to retried records' visibility.
+    #[must_use]
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+}
+
+/// Why an invocation fails as a whole (never because one record failed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvocationError {
+    /// The event cannot be processed record by record.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// Every record failed and `--fail-invocation-when-all-fail` is on.
+    #[error(
+        "all {count} records failed (--fail-invocation-when-all-fail is on, so the whole batch returns)"
+    )]
+    AllFailed {
+        /// Number of records.
+        count: usize,
+    },
+}
+
+impl From<InvocationError> for Diagnostic {
+    fn from(error: InvocationError) -> Self {
+        let error_type = match &error {
+            InvocationError::Event(_) => "sqsrt.InvalidEvent",
+            InvocationError::AllFailed { .. } => "sqsrt.AllRecordsFailed",
+        };
+        Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// The Lambda adapter: runs each invocation's records through the engine and
+/// answers with partial batch failures.
+#[derive(Debug)]
+pub struct SqsLambda<H, Q> {
+    engine: Engine<H>,
+    config: LambdaConfig,
+    settler: Settler<Q>,
+}
+
+impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
+    /// An adapter running `engine`, settling through `queue`.
+    pub fn new(engine: Engine<H>, config: LambdaConfig, queue: Arc<Q>) -> Self {
+        let settler = Settler::new(queue, config.dlq_url.clone(), config.retry);
+        Self {
+            engine,
+            config,
+            settler,
+        }
+    }
+
+    /// Serves invocations from the Lambda Runtime API until the process ends.
+    ///
+    /// # Errors
+    ///
+    /// When the runtime API cannot be reached.
+    pub async fn run(self) -> Result<(), lambda_runtime::Error> {
+        let this = Arc::new(self);
+        // Boxed: the runtime's future is deep enough to overflow rustc's
+        // layout query depth when nested in callers' async fns.
+        Box::pin(lambda_runtime::run(service_fn(
+            move |event: LambdaEvent<SqsEvent>| {
+                let this = Arc::clone(&this);
+                let invocation: Pin<
+                    Box<dyn Future<Output = Result<SqsBatchResponse, InvocationError>> + Send>,
+                > = Box::pin(async move {
+                    let deadline = time_left(event.context.deadline, SystemTime::now());
+                    let span = info_span!("invocation", request_id = %event.context.request_id);
+                    this.handle(event.payload, deadline).instrument(span).await
+                });
+                invocation
+            },
+        )))
+        .await
+    }
+
+    /// Handles one event with `time_left` before the invocation deadline
+    /// (`None`: no deadline) and builds the response.
+    ///
+    /// # Errors
+    ///
+    /// [`InvocationError`] when the event is invalid, or when every record
+    /// failed and the config asks for an error.
+    pub async fn handle(
+        &self,
+        event: SqsEvent,
+        time_left: Option<Duration>,
+    ) -> Result<SqsBatchResponse, InvocationError> {
+        let (messages, metas) = into_messages(event).inspect_err(|error| {
+            tracing::error!(%error, "Invalid SQS event.");
+        })?;
+        let count = messages.len();
+        let now = Instant::now();
+        let margin = self.config.deadline_margin;
+        let deadline = time_left.map(|left| now + left);
+        if time_left.is_none() {
+            warn!(
+                "The invocation deadline is absent or already past; records run without a deadline."
+            );
+        }
+        let options = BatchOptions {
+            start_deadline: deadline.map(|d| d.checked_sub(margin).unwrap_or(now)),
+            abandon_deadline: deadline.map(|d| d.checked_sub(margin / 2).unwrap_or(now)),
+            ..BatchOptions::default()
+        };
+        let receive_counts: Vec<u32> = messages.iter().map(|m| m.receive_count).collect();
+        let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+        let copies: Vec<Message> = if self.settler.has_dlq() {
+            messages.clone()
+        } else {
+            Vec::new()
+        };
+        let outcomes = self.engine.run_batch(messages, &options).await;
+        let settle_until = deadline.map(|d| d.checked_sub(margin / 4).unwrap_or(now));
+        let settled = self
+            .settler
+            .settle(outcomes, &metas, &copies, &receive_counts, settle_until)
+            .await;
+        log_outcomes(&ids, &settled);
+
+        let batch_item_failures: Vec<BatchItemFailure> = settled
+            .iter()
+            .zip(ids)
+            .filter(|(s, _)| s.listed)
+            .map(|(_, id)| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                failure
+            })
+            .collect();
+        if self.config.fail_invocation_when_all_fail
+            && count > 0
+            && batch_item_failures.len() == count
+        {
+            return Err(InvocationError::AllFailed { count });
+        }
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = batch_item_failures;
+        Ok(response)
+    }
+}
+
+/// One log record per message, with its final outcome.
+fn log_outcomes(ids: &[String], settled: &[Settled]) {
+    for (id, s) in ids.iter().zip(settled) {
+        let outcome = s.outcome.kind().as_str();
+        match s.outcome.reason() {
+            None => info!(message_id = %id, outcome, "Message processed."),
+            Some(reason) => info!(
+                message_id = %id,
+                outcome,
+                reason = %reason,
+                listed = s.listed,
+                dead_lettered = s.dead_lettered,
+                "Message processed."
+            ),
+        }
+    }
+}

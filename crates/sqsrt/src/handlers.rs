@@ -1,0 +1,203 @@
+//! The handlers built into the `sqsrt` binary, chosen with `--handler`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqsrt_core::{Context, Handler, HandlerError, MAX_VISIBILITY, Message, decode_json};
+use tracing::info;
+
+use crate::cli::HandlerName;
+
+/// Bodies longer than this are cut in the `log` handler's record.
+const LOGGED_BODY_CHARS: usize = 256;
+
+/// A built-in handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// Logs each message and succeeds.
+    Log,
+    /// Does what the JSON body says; see [`Builtin::Scripted`]'s docs in README.
+    Scripted,
+}
+
+impl From<HandlerName> for Builtin {
+    fn from(name: HandlerName) -> Self {
+        match name {
+            HandlerName::Log => Self::Log,
+            HandlerName::Scripted => Self::Scripted,
+        }
+    }
+}
+
+impl Handler for Builtin {
+    async fn handle(&self, message: Message, ctx: Context) -> Result<(), HandlerError> {
+        match self {
+            Self::Log => {
+                let body: String = message.body.chars().take(LOGGED_BODY_CHARS).collect();
+                info!(
+                    message_id = %message.id,
+                    receive_count = message.receive_count,
+                    body_bytes = message.body.len(),
+                    body = %body,
+                    "Message received."
+                );
+                Ok(())
+            }
+            Self::Scripted => scripted(&message, &ctx).await,
+        }
+    }
+}
+
+/// The `scripted` handler's instructions.
+#[derive(Debug, Deserialize)]
+struct Script {
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    retry_after_secs: Option<u64>,
+    #[serde(default)]
+    times: Option<u32>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    ms: Option<u64>,
+}
+
+/// `{"action":"ok"}` or no action: success. `"fail"`: retryable, optional
+/// `retry_after_secs` (capped at 43,200) and `times` (fail only while the
+/// receive count is at most `times`). `"reject"`: permanent, with `reason`
+/// (default `rejected`). `"panic"`: panics. `"sleep"`: sleeps `ms` then
+/// succeeds (stops early, as a retry, if the work is abandoned).
+async fn scripted(message: &Message, ctx: &Context) -> Result<(), HandlerError> {
+    if !message.body.trim_start().starts_with('{') {
+        return Err(HandlerError::permanent(
+            "scripted: body is not a JSON object",
+        ));
+    }
+    let script: Script = decode_json(message).map_err(|e| match e {
+        HandlerError::Permanent { reason } => {
+            HandlerError::permanent(format!("scripted: {reason}"))
+        }
+        retry @ HandlerError::Retry { .. } => retry,
+    })?;
+    match script.action.as_deref().unwrap_or("ok") {
+        "ok" => Ok(()),
+        "fail" => {
+            if script
+                .times
+                .is_some_and(|times| message.receive_count > times)
+            {
+                return Ok(());
+            }
+            let reason = format!("scripted failure (receive {})", message.receive_count);
+            Err(match script.retry_after_secs {
+                Some(secs) => {
+                    HandlerError::retry_after(reason, Duration::from_secs(secs).min(MAX_VISIBILITY))
+                }
+                None => HandlerError::retry(reason),
+            })
+        }
+        "reject" => Err(HandlerError::permanent(
+            script.reason.as_deref().unwrap_or("rejected"),
+        )),
+        "panic" => panic!("scripted panic in message {}", message.id),
+        "sleep" => {
+            let ms = script.ms.unwrap_or(0);
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(()),
+                () = ctx.cancellation().cancelled() => Err(HandlerError::retry("scripted sleep abandoned")),
+            }
+        }
+        other => Err(HandlerError::permanent(format!(
+            "scripted: unknown action {other:?} (expected ok, fail, reject, panic or sleep)"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use super::*;
+
+    fn token() -> Context {
+        Context::new(
+            Instant::now() + Duration::from_secs(60),
+            tokio_util::sync::CancellationToken::new(),
+        )
+    }
+
+    async fn run(body: &str, receive_count: u32) -> Result<(), HandlerError> {
+        let m = Message::new("m", body).with_receive_count(receive_count);
+        Builtin::Scripted.handle(m, token()).await
+    }
+
+    #[tokio::test]
+    async fn ok_and_no_action_succeed() {
+        assert_eq!(run(r#"{"action":"ok"}"#, 1).await, Ok(()));
+        assert_eq!(run(r#"{"order": 7}"#, 1).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn fail_is_retryable_with_capped_delay_and_recovers_after_times() {
+        assert_eq!(
+            run(r#"{"action":"fail","retry_after_secs":99999}"#, 1).await,
+            Err(HandlerError::retry_after(
+                "scripted failure (receive 1)",
+                MAX_VISIBILITY
+            ))
+        );
+        assert!(matches!(
+            run(r#"{"action":"fail","times":2}"#, 2).await,
+            Err(HandlerError::Retry { delay: None, .. })
+        ));
+        assert_eq!(run(r#"{"action":"fail","times":2}"#, 3).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn reject_is_permanent_with_reason() {
+        assert_eq!(
+            run(r#"{"action":"reject"}"#, 1).await,
+            Err(HandlerError::permanent("rejected"))
+        );
+        assert_eq!(
+            run(r#"{"action":"reject","reason":"no stock"}"#, 1).await,
+            Err(HandlerError::permanent("no stock"))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sleep_sleeps_then_succeeds() {
+        let start = Instant::now();
+        assert_eq!(run(r#"{"action":"sleep","ms":1500}"#, 1).await, Ok(()));
+        assert_eq!(start.elapsed(), Duration::from_millis(1500));
+    }
+
+    #[tokio::test]
+    async fn bad_bodies_are_permanent_and_name_the_problem() {
+        let reason = |r: Result<(), HandlerError>| match r {
+            Err(HandlerError::Permanent { reason }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            reason(run("[1,2]", 1).await),
+            "scripted: body is not a JSON object"
+        );
+        assert_eq!(
+            reason(run("hello", 1).await),
+            "scripted: body is not a JSON object"
+        );
+        assert!(reason(run(r#"{"action":"jump"}"#, 1).await).contains(r#"unknown action "jump""#));
+        let wrong_type = reason(run(r#"{"action":"sleep","ms":"x"}"#, 1).await);
+        assert!(
+            wrong_type.starts_with("scripted: body does not decode at ms: invalid type: string"),
+            "{wrong_type}"
+        );
+    }
+
+    #[tokio::test]
+    async fn panic_panics() {
+        let joined = tokio::spawn(run(r#"{"action":"panic"}"#, 1)).await;
+        assert!(joined.unwrap_err().is_panic());
+    }
+}

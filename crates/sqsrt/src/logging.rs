@@ -1,0 +1,72 @@
+//! JSON log lines on stdout, one object per line, fields at the top level
+//! (span fields such as Lambda's `request_id` included).
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// The log filter in force: the flag or `SQSRT_LOG_LEVEL`, else `RUST_LOG`,
+/// else (Lambda mode) `AWS_LAMBDA_LOG_LEVEL`, else `info`.
+#[must_use]
+pub fn resolve_filter(
+    flag: Option<&str>,
+    rust_log: Option<&str>,
+    lambda_log_level: Option<&str>,
+) -> String {
+    if let Some(f) = flag.or(rust_log).filter(|f| !f.trim().is_empty()) {
+        return f.to_owned();
+    }
+    // Lambda's advanced logging controls use TRACE..FATAL.
+    match lambda_log_level.map(str::to_ascii_lowercase).as_deref() {
+        Some(level @ ("trace" | "debug" | "info" | "warn" | "error")) => level.to_owned(),
+        Some("fatal") => "error".to_owned(),
+        _ => "info".to_owned(),
+    }
+}
+
+/// Installs the JSON subscriber with `filter`. Lines are written as they
+/// happen (stdout is line-buffered), so a killed process loses no finished
+/// line. Does nothing if the program already installed a subscriber.
+///
+/// # Errors
+///
+/// When `filter` is not a valid `tracing` filter.
+pub fn init(filter: &str) -> Result<(), String> {
+    let filter =
+        EnvFilter::try_new(filter).map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
+    let mut layer = json_subscriber::JsonLayer::stdout();
+    layer.with_timer("timestamp", tracing_subscriber::fmt::time::SystemTime);
+    layer.with_level("level");
+    layer.with_target("target");
+    layer.with_flattened_event();
+    layer.with_top_level_flattened_span_list();
+    // A program embedding sqsrt may have set up its own subscriber: keep it.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
+        .try_init();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_beats_rust_log_beats_lambda_level() {
+        assert_eq!(
+            resolve_filter(Some("debug"), Some("warn"), Some("ERROR")),
+            "debug"
+        );
+        assert_eq!(resolve_filter(None, Some("warn"), Some("ERROR")), "warn");
+        assert_eq!(resolve_filter(None, None, Some("DEBUG")), "debug");
+        assert_eq!(resolve_filter(None, None, Some("FATAL")), "error");
+        assert_eq!(resolve_filter(None, None, Some("bogus")), "info");
+        assert_eq!(resolve_filter(None, None, None), "info");
+    }
+
+    #[test]
+    fn invalid_filter_is_named() {
+        assert!(init("sqsrt=lots").unwrap_err().contains("sqsrt=lots"));
+    }
+}
