@@ -1,1 +1,134 @@
-//! placeholder
+//! Harness for sqsrt's end-to-end suites: locating the built binary and
+//! tools, free loopback ports, and child processes that die with the test.
+//!
+//! The suites run the one release binary `scripts/test.sh` builds
+//! (`SQSRT_BIN`, default `$CARGO_TARGET_DIR/release/sqsrt`) against real
+//! local stand-ins: `cargo lambda watch` (the Lambda Runtime API emulator)
+//! and this crate's own Runtime API stand-in ([`runtime_api`]).
+
+pub mod runtime_api;
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+/// Path of the `sqsrt` binary under test.
+///
+/// # Errors
+///
+/// When it does not exist, saying how to build it.
+pub fn sqsrt_bin() -> anyhow::Result<PathBuf> {
+    let path = if let Some(p) = std::env::var_os("SQSRT_BIN") {
+        PathBuf::from(p)
+    } else {
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+            PathBuf::from,
+        );
+        target.join("release/sqsrt")
+    };
+    if !path.is_file() {
+        bail!(
+            "sqsrt binary not found at {} (set SQSRT_BIN, or run scripts/test.sh, which builds it with `cargo build --release -p sqsrt`)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The `cargo` command that has the `lambda` subcommand (`SQSRT_CARGO`, default `cargo`).
+#[must_use]
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("SQSRT_CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// A free TCP port on 127.0.0.1.
+///
+/// # Errors
+///
+/// When no port can be bound.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+///
+/// # Errors
+///
+/// When nothing does within `timeout`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listened on 127.0.0.1:{port} within {timeout:?}")
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing behind.
+#[derive(Debug)]
+pub struct ChildGuard {
+    child: Child,
+    name: String,
+}
+
+impl ChildGuard {
+    /// Spawns `command`, naming it in errors.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be started.
+    pub fn spawn(name: &str, command: &mut Command) -> anyhow::Result<Self> {
+        let child = command.spawn().with_context(|| format!("cannot start {name}"))?;
+        Ok(Self {
+            child,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Fails if the child already exited.
+    ///
+    /// # Errors
+    ///
+    /// When it exited, with its status.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited early with {status}", self.name);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Environment for an `sqsrt` under test: an AWS setup that fails fast
+/// (nothing listens on port 9 of loopback, one attempt per call) so
+/// best-effort SQS calls cannot slow the suite or reach the network.
+#[must_use]
+pub fn offline_aws_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("AWS_MAX_ATTEMPTS", "1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+}
+
+/// Path of a fixture under `tests/fixtures`.
+#[must_use]
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}

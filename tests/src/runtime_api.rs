@@ -1,0 +1,185 @@
+//! A stand-in for the Lambda Runtime API (its four routes), so a suite can
+//! set the invocation deadline itself: `cargo lambda watch` 1.9 sends a
+//! constant deadline header that reads as 1970.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::bail;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+
+/// What the function answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `POST .../response` with this body.
+    Response(String),
+    /// `POST .../error` with this body.
+    Error(String),
+}
+
+/// A finished invocation: the reply, and how long after the event was handed
+/// over it came.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The reply.
+    pub reply: Reply,
+    /// From `/next` answering to the reply arriving.
+    pub elapsed: Duration,
+}
+
+struct Pending {
+    request_id: String,
+    body: String,
+    deadline_in: Duration,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<VecDeque<Pending>>,
+    queued: Notify,
+    served: Mutex<HashMap<String, Instant>>,
+    answers: Mutex<HashMap<String, Answer>>,
+    init_errors: Mutex<Vec<String>>,
+}
+
+/// The running stand-in.
+pub struct RuntimeApi {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    next_id: Mutex<u64>,
+}
+
+impl RuntimeApi {
+    /// Starts it on 127.0.0.1 at a free port.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot bind.
+    pub async fn start() -> anyhow::Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(Arc::clone(&shared));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self {
+            addr,
+            shared,
+            next_id: Mutex::new(0),
+        })
+    }
+
+    /// The value for `AWS_LAMBDA_RUNTIME_API`.
+    #[must_use]
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Queues `body` as an invocation whose deadline is `deadline_in` after
+    /// the function receives it, and waits up to `wait` for the answer.
+    ///
+    /// # Errors
+    ///
+    /// When no answer arrives in time, or the function reported an init error.
+    ///
+    /// # Panics
+    ///
+    /// Never: its locks are only held by code that does not panic.
+    pub async fn invoke(&self, body: String, deadline_in: Duration, wait: Duration) -> anyhow::Result<Answer> {
+        let request_id = {
+            let mut n = self.next_id.lock().expect("lock is never poisoned");
+            *n += 1;
+            format!("req-{n}")
+        };
+        self.shared
+            .queue
+            .lock()
+            .expect("lock is never poisoned")
+            .push_back(Pending {
+                request_id: request_id.clone(),
+                body,
+                deadline_in,
+            });
+        self.shared.queued.notify_one();
+        let start = Instant::now();
+        loop {
+            if let Some(answer) = self.shared.answers.lock().expect("lock is never poisoned").remove(&request_id) {
+                return Ok(answer);
+            }
+            let init_errors = self.shared.init_errors.lock().expect("lock is never poisoned").clone();
+            if !init_errors.is_empty() {
+                bail!("function reported init errors: {init_errors:?}");
+            }
+            let left = wait.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                bail!("no answer to {request_id} within {wait:?}");
+            }
+            tokio::time::sleep(left.min(Duration::from_millis(5))).await;
+        }
+    }
+}
+
+async fn next(State(shared): State<Arc<Shared>>) -> (HeaderMap, String) {
+    loop {
+        let notified = shared.queued.notified();
+        let pending = shared.queue.lock().expect("lock is never poisoned").pop_front();
+        if let Some(p) = pending {
+            let deadline = SystemTime::now() + p.deadline_in;
+            let deadline_ms = deadline.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            let mut headers = HeaderMap::new();
+            let header = |s: &str| HeaderValue::from_str(s).expect("ids and numbers are valid header values");
+            headers.insert("lambda-runtime-aws-request-id", header(&p.request_id));
+            headers.insert("lambda-runtime-deadline-ms", header(&deadline_ms.to_string()));
+            headers.insert(
+                "lambda-runtime-invoked-function-arn",
+                header("arn:aws:lambda:us-east-1:000000000000:function:sqsrt"),
+            );
+            headers.insert("lambda-runtime-trace-id", header("Root=1-00000000-000000000000000000000000"));
+            shared
+                .served
+                .lock()
+                .expect("lock is never poisoned")
+                .insert(p.request_id, Instant::now());
+            return (headers, p.body);
+        }
+        notified.await;
+    }
+}
+
+fn record(shared: &Shared, id: &str, reply: Reply) -> StatusCode {
+    let served = shared.served.lock().expect("lock is never poisoned").get(id).copied();
+    let Some(served) = served else {
+        return StatusCode::NOT_FOUND;
+    };
+    shared.answers.lock().expect("lock is never poisoned").insert(
+        id.to_owned(),
+        Answer {
+            reply,
+            elapsed: served.elapsed(),
+        },
+    );
+    StatusCode::ACCEPTED
+}
+
+async fn response(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body: String) -> StatusCode {
+    record(&shared, &id, Reply::Response(body))
+}
+
+async fn error(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body: String) -> StatusCode {
+    record(&shared, &id, Reply::Error(body))
+}
+
+async fn init_error(State(shared): State<Arc<Shared>>, body: String) -> StatusCode {
+    shared.init_errors.lock().expect("lock is never poisoned").push(body);
+    StatusCode::ACCEPTED
+}

@@ -1,0 +1,256 @@
+//! Lambda mode end to end: the release `sqsrt` binary serving the real
+//! Runtime API of `cargo lambda watch`, invoked with `cargo lambda invoke`,
+//! and under this crate's Runtime API stand-in for the deadline rule.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+use sqsrt_e2e::runtime_api::{Reply, RuntimeApi};
+use sqsrt_e2e::{ChildGuard, cargo, fixture, free_port, offline_aws_env, sqsrt_bin, wait_for_port};
+
+/// `cargo lambda watch --only-lambda-apis` on a free port, and `sqsrt`
+/// polling it with the scripted handler.
+struct Emulator {
+    port: u16,
+    _watch: ChildGuard,
+    function: ChildGuard,
+}
+
+impl Emulator {
+    fn start(extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let watch = ChildGuard::spawn(
+            "cargo lambda watch",
+            cargo()
+                .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P"])
+                .arg(port.to_string())
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )?;
+        wait_for_port(port, Duration::from_secs(30)).context("cargo lambda watch did not start")?;
+        let mut function = Command::new(sqsrt_bin()?);
+        function
+            .envs(offline_aws_env())
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+            .env("SQSRT_HANDLER", "scripted")
+            .env("SQSRT_LOG_LEVEL", "warn")
+            .stdout(Stdio::null());
+        for (k, v) in extra_env {
+            function.env(k, v);
+        }
+        let function = ChildGuard::spawn("sqsrt", &mut function)?;
+        Ok(Self {
+            port,
+            _watch: watch,
+            function,
+        })
+    }
+
+    /// `cargo lambda invoke --data-file`; the response JSON, or the error text.
+    fn invoke(&mut self, data_file: &std::path::Path) -> anyhow::Result<Result<Value, String>> {
+        self.function.check_running()?;
+        let out = cargo()
+            .args(["lambda", "invoke", "-A", "127.0.0.1", "-P"])
+            .arg(self.port.to_string())
+            .arg("--data-file")
+            .arg(data_file)
+            .args(["--output-format", "json"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .context("cannot run cargo lambda invoke")?;
+        if out.status.success() {
+            let body: Value = serde_json::from_slice(&out.stdout)
+                .with_context(|| format!("response is not JSON: {}", String::from_utf8_lossy(&out.stdout)))?;
+            Ok(Ok(body))
+        } else {
+            Ok(Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    }
+}
+
+fn failures(response: &Value) -> anyhow::Result<Vec<String>> {
+    let Some(items) = response.get("batchItemFailures").and_then(Value::as_array) else {
+        bail!("no batchItemFailures in {response}");
+    };
+    Ok(items
+        .iter()
+        .map(|i| i["itemIdentifier"].as_str().unwrap_or("<not a string>").to_owned())
+        .collect())
+}
+
+#[test]
+fn cargo_lambda_invoke_returns_exact_partial_failures_for_every_fixture() -> anyhow::Result<()> {
+    let expected: BTreeMap<String, Vec<String>> =
+        serde_json::from_str(&std::fs::read_to_string(fixture("expected.json"))?)?;
+    assert!(expected.len() >= 4, "expected.json lists the fixtures");
+    let mut emulator = Emulator::start(&[])?;
+    for (name, want) in &expected {
+        let response = emulator
+            .invoke(&fixture(name))?
+            .map_err(|e| anyhow::anyhow!("{name}: invocation failed: {e}"))?;
+        assert_eq!(&failures(&response)?, want, "{name}");
+    }
+
+    let missing = emulator.invoke(&fixture("missing-message-id.json"))?;
+    let error = missing.expect_err("an event with a record without messageId must fail as a whole");
+    assert!(error.contains("sqsrt.InvalidEvent"), "{error}");
+    assert!(error.contains("record 1 of 2 has no messageId"), "{error}");
+
+    // The function survives a bad event and keeps serving.
+    let again = emulator.invoke(&fixture("standard.json"))?.map_err(anyhow::Error::msg)?;
+    assert_eq!(failures(&again)?, expected["standard.json"]);
+    Ok(())
+}
+
+#[test]
+fn all_failed_batch_is_an_error_only_when_asked() -> anyhow::Result<()> {
+    let mut emulator = Emulator::start(&[("SQSRT_FAIL_INVOCATION_WHEN_ALL_FAIL", "true")])?;
+    let error = emulator
+        .invoke(&fixture("all-fail.json"))?
+        .expect_err("all records failed and the flag is on");
+    assert!(error.contains("sqsrt.AllRecordsFailed") && error.contains("all 4 records failed"), "{error}");
+    // A batch with one success is still a partial response.
+    let response = emulator.invoke(&fixture("standard.json"))?.map_err(anyhow::Error::msg)?;
+    assert_eq!(failures(&response)?.len(), 4);
+    Ok(())
+}
+
+#[test]
+fn ten_thousand_record_batch_lists_exactly_the_failures() -> anyhow::Result<()> {
+    let records: Vec<Value> = (0..10_000)
+        .map(|i| {
+            let body = if i % 100 == 7 {
+                r#"{"action":"fail"}"#
+            } else {
+                r#"{"action":"ok"}"#
+            };
+            json!({
+                "messageId": format!("m-{i:05}"),
+                "receiptHandle": format!("rh-{i}"),
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:big",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("sqsrt-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("ten-thousand.json");
+    std::fs::write(&file, serde_json::to_vec(&json!({ "Records": records }))?)?;
+
+    let mut emulator = Emulator::start(&[("SQSRT_MAX_IN_FLIGHT", "256")])?;
+    let response = emulator.invoke(&file)?.map_err(anyhow::Error::msg)?;
+    let want: Vec<String> = (0..10_000).filter(|i| i % 100 == 7).map(|i| format!("m-{i:05}")).collect();
+    assert_eq!(failures(&response)?, want, "failures in record order");
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_returns_a_response_listing_unstarted_and_abandoned_records() -> anyhow::Result<()> {
+    let api = RuntimeApi::start().await?;
+    let mut function = Command::new(sqsrt_bin()?);
+    function
+        .envs(offline_aws_env())
+        .env("AWS_LAMBDA_RUNTIME_API", api.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "sqsrt")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("SQSRT_HANDLER", "scripted")
+        .env("SQSRT_MAX_IN_FLIGHT", "2")
+        .env("SQSRT_DEADLINE_MARGIN_MS", "1000")
+        .env("SQSRT_LOG_LEVEL", "warn")
+        .stdout(Stdio::null());
+    let _function = ChildGuard::spawn("sqsrt", &mut function)?;
+
+    // Two 100 ms records, then six of 5 s, two at a time, 1.5 s before the
+    // deadline: records 3 and 4 start (before deadline - 1 s) and are
+    // abandoned at deadline - 0.5 s; 5 to 8 never start.
+    let event = std::fs::read_to_string(fixture("deadline.json"))?;
+    let deadline = Duration::from_millis(1500);
+    let answer = api.invoke(event, deadline, Duration::from_secs(30)).await?;
+    let Reply::Response(body) = answer.reply else {
+        bail!("expected a response, got {:?}", answer.reply);
+    };
+    assert!(
+        answer.elapsed < deadline,
+        "response came {:?} after delivery, past the {deadline:?} deadline",
+        answer.elapsed
+    );
+    let listed = failures(&serde_json::from_str(&body)?)?;
+    let ids: Vec<String> = (3..=8).map(|i| format!("d0000000-{i:04}-4000-8000-000000000000")).collect();
+    assert_eq!(listed, ids);
+    Ok(())
+}
+
+#[test]
+fn help_documents_every_flag_with_its_variable_and_default() -> anyhow::Result<()> {
+    let help = |args: &[&str]| -> anyhow::Result<String> {
+        let out = Command::new(sqsrt_bin()?).args(args).output()?;
+        assert!(out.status.success(), "{args:?}");
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let lambda = help(&["lambda", "--help"])?;
+    let worker = help(&["worker", "--help"])?;
+    let common = [
+        ("--handler", "SQSRT_HANDLER", Some("log")),
+        ("--dlq-url", "SQSRT_DLQ_URL", None),
+        ("--max-in-flight", "SQSRT_MAX_IN_FLIGHT", Some("32")),
+        ("--handler-timeout-secs", "SQSRT_HANDLER_TIMEOUT_SECS", Some("20")),
+        ("--retry-base-secs", "SQSRT_RETRY_BASE_SECS", Some("2")),
+        ("--retry-max-secs", "SQSRT_RETRY_MAX_SECS", Some("900")),
+        ("--log-level", "SQSRT_LOG_LEVEL", Some("info")),
+    ];
+    let lambda_only = [
+        ("--deadline-margin-ms", "SQSRT_DEADLINE_MARGIN_MS", Some("500")),
+        ("--fail-invocation-when-all-fail", "SQSRT_FAIL_INVOCATION_WHEN_ALL_FAIL", None),
+    ];
+    let worker_only = [
+        ("--queue-url", "SQSRT_QUEUE_URL", None),
+        ("--visibility-timeout-secs", "SQSRT_VISIBILITY_TIMEOUT_SECS", None),
+        ("--heartbeat-secs", "SQSRT_HEARTBEAT_SECS", None),
+        ("--shutdown-grace-secs", "SQSRT_SHUTDOWN_GRACE_SECS", Some("25")),
+        ("--metrics-addr", "SQSRT_METRICS_ADDR", Some("0.0.0.0:9090")),
+    ];
+    let check = |text: &str, flags: &[(&str, &str, Option<&str>)]| {
+        for (flag, var, default) in flags {
+            let start = text.find(&format!("      {flag}")).unwrap_or_else(|| panic!("{flag} missing"));
+            let section = &text[start..];
+            let end = section[2..].find("\n      --").map_or(section.len(), |e| e + 2);
+            let section = &section[..end];
+            assert!(section.contains(&format!("[env: {var}")), "{flag}: no {var} in {section}");
+            if let Some(default) = default {
+                assert!(section.contains(&format!("default: {default}")), "{flag}: no default {default} in {section}");
+            }
+        }
+    };
+    check(&lambda, &common);
+    check(&lambda, &lambda_only);
+    check(&worker, &common);
+    check(&worker, &worker_only);
+
+    let version = help(&["--version"])?;
+    assert_eq!(version.trim(), format!("sqsrt {}", env!("CARGO_PKG_VERSION")));
+
+    for (env, name) in [("SQSRT_MAX_IN_FLIGHT", "0"), ("SQSRT_HANDLER", "nope"), ("SQSRT_RETRY_MAX_SECS", "99999")] {
+        let out = Command::new(sqsrt_bin()?).arg("lambda").env(env, name).output()?;
+        let stderr = String::from_utf8(out.stderr)?;
+        assert_eq!(out.status.code(), Some(2), "{env}={name}: {stderr}");
+        assert!(stderr.contains(env), "{env}={name}: {stderr}");
+    }
+    Ok(())
+}
