@@ -85,11 +85,22 @@ impl ChildGuard {
     ///
     /// When it cannot be started.
     pub fn spawn(name: &str, command: &mut Command) -> anyhow::Result<Self> {
-        let child = command.spawn().with_context(|| format!("cannot start {name}"))?;
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
         Ok(Self {
             child,
             name: name.to_owned(),
         })
+    }
+
+    /// Guards an already spawned child.
+    #[must_use]
+    pub fn from_child(name: &str, child: Child) -> Self {
+        Self {
+            child,
+            name: name.to_owned(),
+        }
     }
 
     /// Fails if the child already exited.
@@ -130,5 +141,7 @@ pub fn offline_aws_env() -> Vec<(&'static str, &'static str)> {
 /// Path of a fixture under `tests/fixtures`.
 #[must_use]
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }

@@ -46,6 +46,7 @@ struct Shared {
     served: Mutex<HashMap<String, Instant>>,
     answers: Mutex<HashMap<String, Answer>>,
     init_errors: Mutex<Vec<String>>,
+    first_poll: Mutex<Option<Instant>>,
 }
 
 /// The running stand-in.
@@ -65,7 +66,10 @@ impl RuntimeApi {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(Arc::clone(&shared));
@@ -85,6 +89,33 @@ impl RuntimeApi {
         self.addr.to_string()
     }
 
+    /// When the function first asked for an invocation, waiting up to `wait`.
+    ///
+    /// # Errors
+    ///
+    /// When it did not within `wait`.
+    ///
+    /// # Panics
+    ///
+    /// Never: its lock is only held by code that does not panic.
+    pub async fn first_poll(&self, wait: Duration) -> anyhow::Result<Instant> {
+        let start = Instant::now();
+        loop {
+            if let Some(at) = *self
+                .shared
+                .first_poll
+                .lock()
+                .expect("lock is never poisoned")
+            {
+                return Ok(at);
+            }
+            if start.elapsed() > wait {
+                bail!("the function did not poll within {wait:?}");
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+
     /// Queues `body` as an invocation whose deadline is `deadline_in` after
     /// the function receives it, and waits up to `wait` for the answer.
     ///
@@ -95,7 +126,12 @@ impl RuntimeApi {
     /// # Panics
     ///
     /// Never: its locks are only held by code that does not panic.
-    pub async fn invoke(&self, body: String, deadline_in: Duration, wait: Duration) -> anyhow::Result<Answer> {
+    pub async fn invoke(
+        &self,
+        body: String,
+        deadline_in: Duration,
+        wait: Duration,
+    ) -> anyhow::Result<Answer> {
         let request_id = {
             let mut n = self.next_id.lock().expect("lock is never poisoned");
             *n += 1;
@@ -113,10 +149,21 @@ impl RuntimeApi {
         self.shared.queued.notify_one();
         let start = Instant::now();
         loop {
-            if let Some(answer) = self.shared.answers.lock().expect("lock is never poisoned").remove(&request_id) {
+            if let Some(answer) = self
+                .shared
+                .answers
+                .lock()
+                .expect("lock is never poisoned")
+                .remove(&request_id)
+            {
                 return Ok(answer);
             }
-            let init_errors = self.shared.init_errors.lock().expect("lock is never poisoned").clone();
+            let init_errors = self
+                .shared
+                .init_errors
+                .lock()
+                .expect("lock is never poisoned")
+                .clone();
             if !init_errors.is_empty() {
                 bail!("function reported init errors: {init_errors:?}");
             }
@@ -130,21 +177,40 @@ impl RuntimeApi {
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> (HeaderMap, String) {
+    shared
+        .first_poll
+        .lock()
+        .expect("lock is never poisoned")
+        .get_or_insert_with(Instant::now);
     loop {
         let notified = shared.queued.notified();
-        let pending = shared.queue.lock().expect("lock is never poisoned").pop_front();
+        let pending = shared
+            .queue
+            .lock()
+            .expect("lock is never poisoned")
+            .pop_front();
         if let Some(p) = pending {
             let deadline = SystemTime::now() + p.deadline_in;
-            let deadline_ms = deadline.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            let deadline_ms = deadline
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
             let mut headers = HeaderMap::new();
-            let header = |s: &str| HeaderValue::from_str(s).expect("ids and numbers are valid header values");
+            let header = |s: &str| {
+                HeaderValue::from_str(s).expect("ids and numbers are valid header values")
+            };
             headers.insert("lambda-runtime-aws-request-id", header(&p.request_id));
-            headers.insert("lambda-runtime-deadline-ms", header(&deadline_ms.to_string()));
+            headers.insert(
+                "lambda-runtime-deadline-ms",
+                header(&deadline_ms.to_string()),
+            );
             headers.insert(
                 "lambda-runtime-invoked-function-arn",
                 header("arn:aws:lambda:us-east-1:000000000000:function:sqsrt"),
             );
-            headers.insert("lambda-runtime-trace-id", header("Root=1-00000000-000000000000000000000000"));
+            headers.insert(
+                "lambda-runtime-trace-id",
+                header("Root=1-00000000-000000000000000000000000"),
+            );
             shared
                 .served
                 .lock()
@@ -157,29 +223,50 @@ async fn next(State(shared): State<Arc<Shared>>) -> (HeaderMap, String) {
 }
 
 fn record(shared: &Shared, id: &str, reply: Reply) -> StatusCode {
-    let served = shared.served.lock().expect("lock is never poisoned").get(id).copied();
+    let served = shared
+        .served
+        .lock()
+        .expect("lock is never poisoned")
+        .get(id)
+        .copied();
     let Some(served) = served else {
         return StatusCode::NOT_FOUND;
     };
-    shared.answers.lock().expect("lock is never poisoned").insert(
-        id.to_owned(),
-        Answer {
-            reply,
-            elapsed: served.elapsed(),
-        },
-    );
+    shared
+        .answers
+        .lock()
+        .expect("lock is never poisoned")
+        .insert(
+            id.to_owned(),
+            Answer {
+                reply,
+                elapsed: served.elapsed(),
+            },
+        );
     StatusCode::ACCEPTED
 }
 
-async fn response(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body: String) -> StatusCode {
+async fn response(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: String,
+) -> StatusCode {
     record(&shared, &id, Reply::Response(body))
 }
 
-async fn error(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body: String) -> StatusCode {
+async fn error(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: String,
+) -> StatusCode {
     record(&shared, &id, Reply::Error(body))
 }
 
 async fn init_error(State(shared): State<Arc<Shared>>, body: String) -> StatusCode {
-    shared.init_errors.lock().expect("lock is never poisoned").push(body);
+    shared
+        .init_errors
+        .lock()
+        .expect("lock is never poisoned")
+        .push(body);
     StatusCode::ACCEPTED
 }

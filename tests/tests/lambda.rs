@@ -25,7 +25,14 @@ impl Emulator {
         let watch = ChildGuard::spawn(
             "cargo lambda watch",
             cargo()
-                .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P"])
+                .args([
+                    "lambda",
+                    "watch",
+                    "--only-lambda-apis",
+                    "-A",
+                    "127.0.0.1",
+                    "-P",
+                ])
                 .arg(port.to_string())
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .stdout(Stdio::null())
@@ -35,7 +42,10 @@ impl Emulator {
         let mut function = Command::new(sqsrt_bin()?);
         function
             .envs(offline_aws_env())
-            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{port}/.rt"),
+            )
             .env("AWS_LAMBDA_FUNCTION_NAME", "_")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
@@ -66,8 +76,12 @@ impl Emulator {
             .output()
             .context("cannot run cargo lambda invoke")?;
         if out.status.success() {
-            let body: Value = serde_json::from_slice(&out.stdout)
-                .with_context(|| format!("response is not JSON: {}", String::from_utf8_lossy(&out.stdout)))?;
+            let body: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+                format!(
+                    "response is not JSON: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                )
+            })?;
             Ok(Ok(body))
         } else {
             Ok(Err(format!(
@@ -85,7 +99,12 @@ fn failures(response: &Value) -> anyhow::Result<Vec<String>> {
     };
     Ok(items
         .iter()
-        .map(|i| i["itemIdentifier"].as_str().unwrap_or("<not a string>").to_owned())
+        .map(|i| {
+            i["itemIdentifier"]
+                .as_str()
+                .unwrap_or("<not a string>")
+                .to_owned()
+        })
         .collect())
 }
 
@@ -108,7 +127,9 @@ fn cargo_lambda_invoke_returns_exact_partial_failures_for_every_fixture() -> any
     assert!(error.contains("record 1 of 2 has no messageId"), "{error}");
 
     // The function survives a bad event and keeps serving.
-    let again = emulator.invoke(&fixture("standard.json"))?.map_err(anyhow::Error::msg)?;
+    let again = emulator
+        .invoke(&fixture("standard.json"))?
+        .map_err(anyhow::Error::msg)?;
     assert_eq!(failures(&again)?, expected["standard.json"]);
     Ok(())
 }
@@ -119,9 +140,14 @@ fn all_failed_batch_is_an_error_only_when_asked() -> anyhow::Result<()> {
     let error = emulator
         .invoke(&fixture("all-fail.json"))?
         .expect_err("all records failed and the flag is on");
-    assert!(error.contains("sqsrt.AllRecordsFailed") && error.contains("all 4 records failed"), "{error}");
+    assert!(
+        error.contains("sqsrt.AllRecordsFailed") && error.contains("all 4 records failed"),
+        "{error}"
+    );
     // A batch with one success is still a partial response.
-    let response = emulator.invoke(&fixture("standard.json"))?.map_err(anyhow::Error::msg)?;
+    let response = emulator
+        .invoke(&fixture("standard.json"))?
+        .map_err(anyhow::Error::msg)?;
     assert_eq!(failures(&response)?.len(), 4);
     Ok(())
 }
@@ -154,14 +180,18 @@ fn ten_thousand_record_batch_lists_exactly_the_failures() -> anyhow::Result<()> 
 
     let mut emulator = Emulator::start(&[("SQSRT_MAX_IN_FLIGHT", "256")])?;
     let response = emulator.invoke(&file)?.map_err(anyhow::Error::msg)?;
-    let want: Vec<String> = (0..10_000).filter(|i| i % 100 == 7).map(|i| format!("m-{i:05}")).collect();
+    let want: Vec<String> = (0..10_000)
+        .filter(|i| i % 100 == 7)
+        .map(|i| format!("m-{i:05}"))
+        .collect();
     assert_eq!(failures(&response)?, want, "failures in record order");
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deadline_returns_a_response_listing_unstarted_and_abandoned_records() -> anyhow::Result<()> {
+async fn deadline_returns_a_response_listing_unstarted_and_abandoned_records() -> anyhow::Result<()>
+{
     let api = RuntimeApi::start().await?;
     let mut function = Command::new(sqsrt_bin()?);
     function
@@ -192,7 +222,9 @@ async fn deadline_returns_a_response_listing_unstarted_and_abandoned_records() -
         answer.elapsed
     );
     let listed = failures(&serde_json::from_str(&body)?)?;
-    let ids: Vec<String> = (3..=8).map(|i| format!("d0000000-{i:04}-4000-8000-000000000000")).collect();
+    let ids: Vec<String> = (3..=8)
+        .map(|i| format!("d0000000-{i:04}-4000-8000-000000000000"))
+        .collect();
     assert_eq!(listed, ids);
     Ok(())
 }
@@ -210,31 +242,61 @@ fn help_documents_every_flag_with_its_variable_and_default() -> anyhow::Result<(
         ("--handler", "SQSRT_HANDLER", Some("log")),
         ("--dlq-url", "SQSRT_DLQ_URL", None),
         ("--max-in-flight", "SQSRT_MAX_IN_FLIGHT", Some("32")),
-        ("--handler-timeout-secs", "SQSRT_HANDLER_TIMEOUT_SECS", Some("20")),
+        (
+            "--handler-timeout-secs",
+            "SQSRT_HANDLER_TIMEOUT_SECS",
+            Some("20"),
+        ),
         ("--retry-base-secs", "SQSRT_RETRY_BASE_SECS", Some("2")),
         ("--retry-max-secs", "SQSRT_RETRY_MAX_SECS", Some("900")),
         ("--log-level", "SQSRT_LOG_LEVEL", Some("info")),
     ];
     let lambda_only = [
-        ("--deadline-margin-ms", "SQSRT_DEADLINE_MARGIN_MS", Some("500")),
-        ("--fail-invocation-when-all-fail", "SQSRT_FAIL_INVOCATION_WHEN_ALL_FAIL", None),
+        (
+            "--deadline-margin-ms",
+            "SQSRT_DEADLINE_MARGIN_MS",
+            Some("500"),
+        ),
+        (
+            "--fail-invocation-when-all-fail",
+            "SQSRT_FAIL_INVOCATION_WHEN_ALL_FAIL",
+            None,
+        ),
     ];
     let worker_only = [
         ("--queue-url", "SQSRT_QUEUE_URL", None),
-        ("--visibility-timeout-secs", "SQSRT_VISIBILITY_TIMEOUT_SECS", None),
+        (
+            "--visibility-timeout-secs",
+            "SQSRT_VISIBILITY_TIMEOUT_SECS",
+            None,
+        ),
         ("--heartbeat-secs", "SQSRT_HEARTBEAT_SECS", None),
-        ("--shutdown-grace-secs", "SQSRT_SHUTDOWN_GRACE_SECS", Some("25")),
+        (
+            "--shutdown-grace-secs",
+            "SQSRT_SHUTDOWN_GRACE_SECS",
+            Some("25"),
+        ),
         ("--metrics-addr", "SQSRT_METRICS_ADDR", Some("0.0.0.0:9090")),
     ];
     let check = |text: &str, flags: &[(&str, &str, Option<&str>)]| {
         for (flag, var, default) in flags {
-            let start = text.find(&format!("      {flag}")).unwrap_or_else(|| panic!("{flag} missing"));
+            let start = text
+                .find(&format!("      {flag}"))
+                .unwrap_or_else(|| panic!("{flag} missing"));
             let section = &text[start..];
-            let end = section[2..].find("\n      --").map_or(section.len(), |e| e + 2);
+            let end = section[2..]
+                .find("\n      --")
+                .map_or(section.len(), |e| e + 2);
             let section = &section[..end];
-            assert!(section.contains(&format!("[env: {var}")), "{flag}: no {var} in {section}");
+            assert!(
+                section.contains(&format!("[env: {var}")),
+                "{flag}: no {var} in {section}"
+            );
             if let Some(default) = default {
-                assert!(section.contains(&format!("default: {default}")), "{flag}: no default {default} in {section}");
+                assert!(
+                    section.contains(&format!("default: {default}")),
+                    "{flag}: no default {default} in {section}"
+                );
             }
         }
     };
@@ -244,10 +306,20 @@ fn help_documents_every_flag_with_its_variable_and_default() -> anyhow::Result<(
     check(&worker, &worker_only);
 
     let version = help(&["--version"])?;
-    assert_eq!(version.trim(), format!("sqsrt {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        version.trim(),
+        format!("sqsrt {}", env!("CARGO_PKG_VERSION"))
+    );
 
-    for (env, name) in [("SQSRT_MAX_IN_FLIGHT", "0"), ("SQSRT_HANDLER", "nope"), ("SQSRT_RETRY_MAX_SECS", "99999")] {
-        let out = Command::new(sqsrt_bin()?).arg("lambda").env(env, name).output()?;
+    for (env, name) in [
+        ("SQSRT_MAX_IN_FLIGHT", "0"),
+        ("SQSRT_HANDLER", "nope"),
+        ("SQSRT_RETRY_MAX_SECS", "99999"),
+    ] {
+        let out = Command::new(sqsrt_bin()?)
+            .arg("lambda")
+            .env(env, name)
+            .output()?;
         let stderr = String::from_utf8(out.stderr)?;
         assert_eq!(out.status.code(), Some(2), "{env}={name}: {stderr}");
         assert!(stderr.contains(env), "{env}={name}: {stderr}");

@@ -1,0 +1,278 @@
+//! The adapter against a fake queue client: what is listed, dead-lettered
+//! and re-timed for each outcome, checked on real event fixtures.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use sqsrt_core::{Context, Engine, EngineConfig, HandlerError, Message, RetryPolicy, handler_fn};
+use sqsrt_lambda::{InvocationError, LambdaConfig, SqsLambda};
+use sqsrt_sqs::{
+    EntryFailure, OutgoingMessage, QueueArn, QueueClient, SqsError, SqsErrorKind, VisibilityChange,
+};
+
+#[derive(Default)]
+struct FakeQueue {
+    visibility: Mutex<Vec<(String, Vec<VisibilityChange>)>>,
+    sent: Mutex<Vec<(String, OutgoingMessage)>>,
+    visibility_calls: std::sync::atomic::AtomicUsize,
+    deny_visibility: bool,
+    fail_sends: bool,
+}
+
+impl QueueClient for FakeQueue {
+    async fn queue_url(&self, arn: &QueueArn) -> Result<String, SqsError> {
+        Ok(format!(
+            "https://sqs.{}.example/{}/{}",
+            arn.region, arn.account, arn.name
+        ))
+    }
+
+    async fn change_visibility_batch(
+        &self,
+        queue_url: &str,
+        entries: Vec<VisibilityChange>,
+    ) -> Result<Vec<EntryFailure>, SqsError> {
+        self.visibility_calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.deny_visibility {
+            return Err(SqsError {
+                operation: "ChangeMessageVisibilityBatch",
+                kind: SqsErrorKind::AccessDenied,
+                code: Some("AccessDenied".into()),
+                message: "not authorized".into(),
+            });
+        }
+        assert!(entries.len() <= 10, "SQS batches hold at most 10 entries");
+        self.visibility
+            .lock()
+            .unwrap()
+            .push((queue_url.to_owned(), entries));
+        Ok(Vec::new())
+    }
+
+    async fn send_message(
+        &self,
+        queue_url: &str,
+        message: OutgoingMessage,
+    ) -> Result<String, SqsError> {
+        if self.fail_sends {
+            return Err(SqsError {
+                operation: "SendMessage",
+                kind: SqsErrorKind::Transport,
+                code: None,
+                message: "connection reset".into(),
+            });
+        }
+        self.sent
+            .lock()
+            .unwrap()
+            .push((queue_url.to_owned(), message));
+        Ok("new-id".into())
+    }
+}
+
+/// Body `ok` succeeds, `retry` retries, `perm` is permanent.
+fn adapter(
+    queue: Arc<FakeQueue>,
+    dlq: Option<&str>,
+) -> SqsLambda<impl sqsrt_core::Handler, FakeQueue> {
+    let handler = handler_fn(|m: Message, _ctx: Context| async move {
+        match m.body.as_str() {
+            "retry" => Err(HandlerError::retry("try later")),
+            "retry-30" => Err(HandlerError::retry_after("later", Duration::from_secs(30))),
+            "perm" => Err(HandlerError::permanent("bad input")),
+            _ => Ok(()),
+        }
+    });
+    let config = LambdaConfig::default()
+        .dlq_url(dlq.map(str::to_owned))
+        .retry(RetryPolicy::new(Duration::from_secs(4), Duration::from_secs(60)).unwrap());
+    SqsLambda::new(Engine::new(handler, EngineConfig::default()), config, queue)
+}
+
+fn event(records: &[(&str, &str)]) -> SqsEvent {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(id, body)| {
+            serde_json::json!({
+                "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {"k": {"stringValue": "v", "dataType": "String"}},
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:orders"
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+fn listed(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<&str> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn without_dlq_failures_are_listed_and_retries_get_backoff() {
+    let queue = Arc::new(FakeQueue::default());
+    let lambda = adapter(Arc::clone(&queue), None);
+    let response = lambda
+        .handle(
+            event(&[
+                ("a", "ok"),
+                ("b", "retry"),
+                ("c", "perm"),
+                ("d", "retry-30"),
+            ]),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed(&response), ["b", "c", "d"]);
+    assert!(queue.sent.lock().unwrap().is_empty());
+    let calls = queue.visibility.lock().unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0].0,
+        "https://sqs.us-east-1.example/000000000000/orders"
+    );
+    let mut entries: Vec<(String, u32)> = calls[0]
+        .1
+        .iter()
+        .map(|e| (e.receipt_handle.clone(), e.timeout_secs))
+        .collect();
+    entries.sort();
+    // b: base 4 s jittered into [2, 4]; d: the handler's 30 s; c (permanent, no DLQ) is left alone.
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[0].0, "rh-b");
+    assert!((2..=4).contains(&entries[0].1), "{entries:?}");
+    assert_eq!(entries[1], ("rh-d".to_owned(), 30));
+}
+
+#[tokio::test]
+async fn with_dlq_permanent_failures_are_sent_with_reason_then_not_listed() {
+    let queue = Arc::new(FakeQueue::default());
+    let lambda = adapter(Arc::clone(&queue), Some("https://dlq"));
+    let response = lambda
+        .handle(event(&[("a", "ok"), ("c", "perm")]), None)
+        .await
+        .unwrap();
+    assert!(
+        listed(&response).is_empty(),
+        "dead-lettered records are settled"
+    );
+    let sent = queue.sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    let (url, message) = &sent[0];
+    assert_eq!(url, "https://dlq");
+    assert_eq!(message.body, "perm");
+    assert_eq!(message.message_attributes.len(), 4, "k plus sqsrt's three");
+    assert!(message.message_attributes.contains_key("sqsrt.reason"));
+}
+
+#[tokio::test]
+async fn failed_dlq_send_becomes_a_listed_retry_so_nothing_is_lost() {
+    let queue = Arc::new(FakeQueue {
+        fail_sends: true,
+        ..FakeQueue::default()
+    });
+    let lambda = adapter(Arc::clone(&queue), Some("https://dlq"));
+    let response = lambda.handle(event(&[("c", "perm")]), None).await.unwrap();
+    assert_eq!(listed(&response), ["c"]);
+    let calls = queue.visibility.lock().unwrap();
+    assert_eq!(
+        calls[0].1.len(),
+        1,
+        "the fallback retry gets its backoff too"
+    );
+}
+
+#[tokio::test]
+async fn denied_visibility_stops_further_attempts_and_records_are_still_listed() {
+    let queue = Arc::new(FakeQueue {
+        deny_visibility: true,
+        ..FakeQueue::default()
+    });
+    let lambda = adapter(Arc::clone(&queue), None);
+    for _ in 0..3 {
+        let response = lambda.handle(event(&[("b", "retry")]), None).await.unwrap();
+        assert_eq!(listed(&response), ["b"]);
+    }
+    assert_eq!(
+        queue
+            .visibility_calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+#[tokio::test]
+async fn visibility_changes_go_in_batches_of_ten() {
+    let queue = Arc::new(FakeQueue::default());
+    let lambda = adapter(Arc::clone(&queue), None);
+    let ids: Vec<String> = (0..25).map(|i| format!("m{i}")).collect();
+    let records: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), "retry")).collect();
+    let response = lambda.handle(event(&records), None).await.unwrap();
+    assert_eq!(response.batch_item_failures.len(), 25);
+    let mut sizes: Vec<usize> = queue
+        .visibility
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.1.len())
+        .collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [5, 10, 10]);
+}
+
+#[tokio::test]
+async fn all_failed_lists_all_unless_configured_to_error() {
+    let queue = Arc::new(FakeQueue::default());
+    let records = [("a", "retry"), ("b", "perm")];
+    let response = adapter(Arc::clone(&queue), None)
+        .handle(event(&records), None)
+        .await
+        .unwrap();
+    assert_eq!(listed(&response), ["a", "b"]);
+
+    let handler = handler_fn(|_m: Message, _ctx: Context| async { Err(HandlerError::retry("no")) });
+    let strict = SqsLambda::new(
+        Engine::new(handler, EngineConfig::default()),
+        LambdaConfig::default().fail_invocation_when_all_fail(true),
+        queue,
+    );
+    assert_eq!(
+        strict.handle(event(&records), None).await.unwrap_err(),
+        InvocationError::AllFailed { count: 2 }
+    );
+}
+
+#[tokio::test]
+async fn fixtures_round_trip_through_the_adapter() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
+    for name in [
+        "standard.json",
+        "fifo.json",
+        "all-fail.json",
+        "empty.json",
+        "deadline.json",
+    ] {
+        let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+        let event: SqsEvent = serde_json::from_str(&text).unwrap();
+        let again: SqsEvent =
+            serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
+        assert_eq!(event, again, "{name}");
+    }
+    let missing = std::fs::read_to_string(format!("{dir}/missing-message-id.json")).unwrap();
+    let queue = Arc::new(FakeQueue::default());
+    let error = adapter(queue, None)
+        .handle(serde_json::from_str(&missing).unwrap(), None)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("record 1 of 2 has no messageId"));
+}

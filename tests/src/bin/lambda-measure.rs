@@ -1,0 +1,146 @@
+//! Measures the release `sqsrt` in Lambda mode and prints a markdown table:
+//! binary size, exec to first Runtime API poll (median of N starts), warm
+//! invocation latency for 10- and 10,000-record events, and peak RSS.
+//!
+//! `cargo run --release -p sqsrt-e2e --bin lambda-measure [-- --starts N]`
+
+// Sizes and RSS are far below 2^52: the f64 display is exact enough.
+#![allow(clippy::cast_precision_loss)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+use sqsrt_e2e::runtime_api::{Reply, RuntimeApi};
+use sqsrt_e2e::{ChildGuard, offline_aws_env, sqsrt_bin};
+
+fn event(n: usize) -> String {
+    let records: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({
+                "messageId": format!("m-{i:05}"), "receiptHandle": format!("rh-{i}"),
+                "body": r#"{"action":"ok"}"#, "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {}, "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:q", "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({ "Records": records }).to_string()
+}
+
+fn spawn(api: &RuntimeApi) -> anyhow::Result<(ChildGuard, u32, Instant)> {
+    let mut cmd = Command::new(sqsrt_bin()?);
+    cmd.envs(offline_aws_env())
+        .env("AWS_LAMBDA_RUNTIME_API", api.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "sqsrt")
+        .env("SQSRT_HANDLER", "scripted")
+        .env(
+            "SQSRT_LOG_LEVEL",
+            std::env::var("MEASURE_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(Stdio::null());
+    let started = Instant::now();
+    let child = cmd.spawn().context("cannot start sqsrt")?;
+    let pid = child.id();
+    Ok((ChildGuard::from_child("sqsrt", child), pid, started))
+}
+
+fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    for line in status.lines() {
+        if let Some(v) = line.strip_prefix("VmHWM:") {
+            return Ok(v.trim().trim_end_matches("kB").trim().parse()?);
+        }
+    }
+    bail!("no VmHWM for {pid}")
+}
+
+fn median(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
+    v.sort();
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let starts: usize = args
+        .iter()
+        .position(|a| a == "--starts")
+        .and_then(|i| args.get(i + 1))
+        .map_or(Ok(20), |s| s.parse())?;
+    let bin = sqsrt_bin()?;
+    let size = std::fs::metadata(&bin)?.len();
+
+    let mut cold = Vec::new();
+    let mut idle_rss = 0;
+    for _ in 0..starts {
+        let api = RuntimeApi::start().await?;
+        let (_child, pid, started) = spawn(&api)?;
+        let first = api.first_poll(Duration::from_secs(10)).await?;
+        cold.push(first - started);
+        idle_rss = idle_rss.max(peak_rss_kib(pid)?);
+    }
+
+    let api = RuntimeApi::start().await?;
+    let (_child, pid, _) = spawn(&api)?;
+    let mut rows = Vec::new();
+    for n in [10, 10_000] {
+        let body = event(n);
+        let mut times = Vec::new();
+        for _ in 0..(if n == 10 { 50 } else { 10 }) {
+            let answer = api
+                .invoke(
+                    body.clone(),
+                    Duration::from_secs(60),
+                    Duration::from_secs(60),
+                )
+                .await?;
+            let Reply::Response(text) = &answer.reply else {
+                bail!("invocation failed: {:?}", answer.reply);
+            };
+            if !text.contains("\"batchItemFailures\":[]") {
+                bail!("unexpected failures: {text}");
+            }
+            times.push(answer.elapsed);
+        }
+        rows.push((n, median(times)));
+    }
+    let busy_rss = peak_rss_kib(pid)?;
+
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| release binary ({}) | {:.2} MB |",
+        bin.display(),
+        size as f64 / 1_000_000.0
+    );
+    let (lo, mid, hi) = median(cold);
+    println!(
+        "| exec to first Runtime API poll, median of {starts} | {} (min {}, max {}) |",
+        ms(mid),
+        ms(lo),
+        ms(hi)
+    );
+    for (n, (lo, mid, hi)) in rows {
+        println!(
+            "| warm invocation, {n} records, median | {} (min {}, max {}) |",
+            ms(mid),
+            ms(lo),
+            ms(hi)
+        );
+    }
+    println!(
+        "| peak RSS idle (after first poll) | {:.1} MiB |",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "| peak RSS after 10,000-record batches | {:.1} MiB |",
+        busy_rss as f64 / 1024.0
+    );
+    Ok(())
+}
