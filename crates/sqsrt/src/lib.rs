@@ -103,7 +103,15 @@ pub async fn run_mode<H: Handler>(mode: Mode, handler: H) -> Result<(), Error> {
         Mode::Lambda(args) => {
             let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
             init_logging(args.common.log_level.as_deref(), lambda_level.as_deref())?;
-            let config = args.lambda().map_err(Error::Config)?;
+            let mut problems = lambda_environment_problems(|name| std::env::var(name).ok());
+            let config = match args.lambda() {
+                Ok(config) if problems.is_empty() => config,
+                Ok(_) => return Err(Error::Config(problems)),
+                Err(flag_problems) => {
+                    problems.extend(flag_problems);
+                    return Err(Error::Config(problems));
+                }
+            };
             let engine = Engine::new(handler, args.common.engine());
             let queue = Arc::new(SqsClient::from_env_lazy());
             tracing::info!(
@@ -127,6 +135,29 @@ pub async fn run_mode<H: Handler>(mode: Mode, handler: H) -> Result<(), Error> {
     }
 }
 
+/// The variables the Lambda service sets and the runtime needs; checked up
+/// front so a missing one is a named configuration error, not a panic.
+fn lambda_environment_problems(var: impl Fn(&str) -> Option<String>) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    for name in [
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    ] {
+        match var(name) {
+            None => problems.push(ConfigProblem(format!(
+                "{name} is not set: Lambda sets it; locally, use `cargo lambda watch` or set it yourself"
+            ))),
+            Some(v) if name == "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" && v.trim().parse::<i32>().is_err() => {
+                problems.push(ConfigProblem(format!("{name}={v:?} is not a whole number of megabytes")));
+            }
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
 fn init_logging(flag: Option<&str>, lambda_level: Option<&str>) -> Result<(), Error> {
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = logging::resolve_filter(flag, rust_log.as_deref(), lambda_level);
@@ -135,4 +166,33 @@ fn init_logging(flag: Option<&str>, lambda_level: Option<&str>) -> Result<(), Er
             "{e} (set by --log-level or SQSRT_LOG_LEVEL, else RUST_LOG)"
         ))])
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_lambda_variables_are_named() {
+        let all = |name: &str| {
+            Some(
+                if name.ends_with("MEMORY_SIZE") {
+                    "128"
+                } else {
+                    "x"
+                }
+                .to_owned(),
+            )
+        };
+        assert!(lambda_environment_problems(all).is_empty());
+        let problems = lambda_environment_problems(|name: &str| match name {
+            "AWS_LAMBDA_RUNTIME_API" => Some("127.0.0.1:9001".to_owned()),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" => Some("lots".to_owned()),
+            _ => None,
+        });
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 3, "{text:?}");
+        assert!(text[0].starts_with("AWS_LAMBDA_FUNCTION_NAME is not set"));
+        assert!(text[2].contains("\"lots\" is not a whole number"));
+    }
 }

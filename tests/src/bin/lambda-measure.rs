@@ -34,6 +34,8 @@ fn spawn(api: &RuntimeApi) -> anyhow::Result<(ChildGuard, u32, Instant)> {
     cmd.envs(offline_aws_env())
         .env("AWS_LAMBDA_RUNTIME_API", api.address())
         .env("AWS_LAMBDA_FUNCTION_NAME", "sqsrt")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
         .env("SQSRT_HANDLER", "scripted")
         .env(
             "SQSRT_LOG_LEVEL",
