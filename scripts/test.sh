@@ -22,6 +22,30 @@ ls -l "$SQSRT_BIN"
 stage "cargo test (unit, adapter, end-to-end)"
 cargo test --workspace --locked --no-fail-fast
 
+stage "Lambda packaging: cargo lambda build --release --arm64, deploy --dry"
+cargo lambda build --release --arm64 --locked --bin sqsrt --output-format zip
+zip="$CARGO_TARGET_DIR/lambda/sqsrt/bootstrap.zip"
+python3 - "$zip" <<'PY'
+import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+assert z.namelist() == ["bootstrap"], z.namelist()
+head = z.read("bootstrap")[:20]
+assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183, "bootstrap is not an aarch64 ELF"
+print(f"{sys.argv[1]}: bootstrap, aarch64 ELF, zip {z.fp.seek(0, 2)} bytes")
+PY
+unzip -o -q "$zip" -d "$CARGO_TARGET_DIR/lambda/sqsrt"
+cargo lambda deploy sqsrt --dry --output-format json \
+  --binary-path "$CARGO_TARGET_DIR/lambda/sqsrt/bootstrap" >"$CARGO_TARGET_DIR/lambda/deploy-dry.json"
+python3 - "$CARGO_TARGET_DIR/lambda/deploy-dry.json" <<'PY'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+config = plan["config"]
+assert plan["arch"] == "arm64", plan["arch"]
+assert config["runtime"] == "provided.al2023", config
+assert (config["memory"], config["timeout"]) == (256, 30), config
+print("cargo lambda deploy --dry:", plan["arch"], config["runtime"], config["memory"], "MB", config["timeout"], "s", config["env_var"])
+PY
+
 stage "cargo bench smoke (harness runs, no timing)"
 cargo bench --locked -p sqsrt-core --bench engine -- --test
 

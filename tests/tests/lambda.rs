@@ -326,3 +326,65 @@ fn help_documents_every_flag_with_its_variable_and_default() -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_gets_exactly_one_outcome_line_carrying_the_request_id() -> anyhow::Result<()>
+{
+    let api = RuntimeApi::start().await?;
+    let mut function = Command::new(sqsrt_bin()?);
+    function
+        .envs(offline_aws_env())
+        .env("AWS_LAMBDA_RUNTIME_API", api.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "sqsrt")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("SQSRT_HANDLER", "scripted")
+        .stdout(Stdio::piped());
+    let mut child = function.spawn()?;
+    let stdout = child.stdout.take().context("stdout is piped")?;
+    let guard = ChildGuard::from_child("sqsrt", child);
+
+    let event = std::fs::read_to_string(fixture("standard.json"))?;
+    let answer = api
+        .invoke(event, Duration::from_secs(30), Duration::from_secs(30))
+        .await?;
+    assert!(
+        matches!(answer.reply, Reply::Response(_)),
+        "{:?}",
+        answer.reply
+    );
+    drop(guard); // killed: every finished line must already be out
+
+    let text = std::io::read_to_string(stdout)?;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("not a JSON line: {l}")))
+        .collect::<anyhow::Result<_>>()?;
+    let outcomes: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("outcome").is_some())
+        .collect();
+    let mut ids: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|l| l["message_id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    let want: Vec<String> = (1..=8)
+        .map(|i| format!("a1b2c3d4-{i:04}-4000-8000-{i:012}"))
+        .collect();
+    assert_eq!(ids, want, "one outcome line per record");
+    for line in &lines {
+        if line.get("message_id").is_some() || line.get("panic").is_some() {
+            assert_eq!(line["request_id"], "req-1", "{line}");
+        }
+    }
+    let kinds: BTreeMap<&str, usize> = outcomes.iter().fold(BTreeMap::new(), |mut m, l| {
+        *m.entry(l["outcome"].as_str().unwrap_or("?")).or_default() += 1;
+        m
+    });
+    assert_eq!(
+        kinds,
+        BTreeMap::from([("permanent", 2), ("retry", 2), ("success", 4)])
+    );
+    Ok(())
+}
