@@ -38,7 +38,8 @@ cargo lambda deploy sqsrt --dry --output-format json \
   --binary-path "$CARGO_TARGET_DIR/lambda/sqsrt/bootstrap" >"$CARGO_TARGET_DIR/lambda/deploy-dry.json"
 python3 - "$CARGO_TARGET_DIR/lambda/deploy-dry.json" <<'PY'
 import json, sys
-plan = json.load(open(sys.argv[1]))
+text = open(sys.argv[1]).read()
+plan = json.loads(text[text.index("{"):])  # cargo-lambda prints a progress line first
 config = plan["config"]
 assert plan["arch"] == "arm64", plan["arch"]
 assert config["runtime"] == "provided.al2023", config
