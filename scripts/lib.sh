@@ -51,3 +51,58 @@ wait_port() {
     sleep 0.1
   done
 }
+
+# LocalStack (SQS only) without Docker, in a venv kept outside the clone.
+LOCALSTACK_VENV="$SQSRT_CACHE/venv-localstack"
+export UV_CACHE_DIR="${UV_CACHE_DIR:-$SQSRT_CACHE/uv-cache}"
+
+install_localstack() {
+  if [ ! -x "$TOOLS_VENV/bin/uv" ]; then
+    [ -x "$TOOLS_VENV/bin/pip" ] || python3 -m venv "$TOOLS_VENV"
+    "$TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check uv
+  fi
+  if "$LOCALSTACK_VENV/bin/python" -c 'import localstack, boto3' 2>/dev/null; then
+    return
+  fi
+  local py313
+  py313="$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python3.13"
+  rm -rf "$LOCALSTACK_VENV"
+  if [ -x "$py313" ]; then
+    # Newer dependencies break this LocalStack: pin the resolution date.
+    "$TOOLS_VENV/bin/uv" venv --quiet --python "$py313" "$LOCALSTACK_VENV"
+    "$TOOLS_VENV/bin/uv" pip install --quiet --python "$LOCALSTACK_VENV/bin/python" \
+      --exclude-newer 2026-04-01 "localstack-core[runtime]==2026.3.0"
+  else
+    "$TOOLS_VENV/bin/uv" venv --quiet --python python3.11 "$LOCALSTACK_VENV"
+    "$TOOLS_VENV/bin/uv" pip install --quiet --python "$LOCALSTACK_VENV/bin/python" \
+      --exclude-newer 2025-10-20 "localstack-core[runtime]==4.9.2"
+  fi
+}
+
+# start_localstack PORT LOGFILE: starts it in the background on 127.0.0.1,
+# waits until SQS answers, and points the AWS SDKs at it. Sets LOCALSTACK_PID.
+start_localstack() {
+  local port="$1" log="$2" tries=600
+  SERVICES=sqs GATEWAY_LISTEN="127.0.0.1:$port" GATEWAY_SERVER=hypercorn \
+  SQS_ENDPOINT_STRATEGY=off LOCALSTACK_HOST="127.0.0.1:$port" DNS_ADDRESS=0 SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 \
+  LOCALSTACK_TELEMETRY_DISABLED=1 \
+    "$LOCALSTACK_VENV/bin/python" -m localstack.runtime.main >"$log" 2>&1 &
+  LOCALSTACK_PID=$!
+  until curl -sf "http://127.0.0.1:$port/_localstack/health" 2>/dev/null | grep -q '"sqs": "\(available\|running\)"'; do
+    tries=$((tries - 1))
+    if [ "$tries" -le 0 ] || ! kill -0 "$LOCALSTACK_PID" 2>/dev/null; then
+      echo "LocalStack did not start on 127.0.0.1:$port; its log:" >&2
+      tail -20 "$log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
+    AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
+  export SQSRT_LOCALSTACK_ENDPOINT="$AWS_ENDPOINT_URL"
+}
+
+# SQS admin (create queues, send, count) with LocalStack's own boto3.
+sqs_admin() {
+  "$LOCALSTACK_VENV/bin/python" "$SQSRT_ROOT/scripts/sqs_admin.py" "$@"
+}

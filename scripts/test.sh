@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Sets up what the tests need and runs them all: format, lints, unit and
-# end-to-end suites (cargo lambda watch/invoke, Runtime API stand-in), docs.
+# end-to-end suites (cargo lambda watch/invoke, Runtime API stand-in,
+# LocalStack for the worker), Lambda packaging, bench smoke, docs.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SQSRT_ROOT"
 total_start=$(date +%s)
 
-stage "install tools (cargo-lambda $CARGO_LAMBDA_VERSION)"
+stage "install tools (cargo-lambda $CARGO_LAMBDA_VERSION, LocalStack)"
 install_cargo_lambda
+install_localstack
 
 stage "cargo fmt --check"
 cargo fmt --all --check
@@ -19,7 +21,13 @@ stage "build release binary"
 build_release
 ls -l "$SQSRT_BIN"
 
-stage "cargo test (unit, adapter, end-to-end)"
+stage "start LocalStack (SQS) on 127.0.0.1"
+logs="$(mktemp -d)"
+trap 'kill "${LOCALSTACK_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+start_localstack "$(free_port)" "$logs/localstack.log"
+echo "LocalStack at $SQSRT_LOCALSTACK_ENDPOINT (log: $logs/localstack.log)"
+
+stage "cargo test (unit, adapter, end-to-end: Lambda and worker)"
 cargo test --workspace --locked --no-fail-fast
 
 stage "Lambda packaging: cargo lambda build --release --arm64, deploy --dry"

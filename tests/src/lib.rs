@@ -4,9 +4,13 @@
 //! The suites run the one release binary `scripts/test.sh` builds
 //! (`SQSRT_BIN`, default `$CARGO_TARGET_DIR/release/sqsrt`) against real
 //! local stand-ins: `cargo lambda watch` (the Lambda Runtime API emulator)
-//! and this crate's own Runtime API stand-in ([`runtime_api`]).
+//! and this crate's own Runtime API stand-in ([`runtime_api`]) for Lambda
+//! mode; LocalStack over the real SQS protocol ([`localstack`]) for worker
+//! mode, with [`worker_proc`] driving the worker process.
 
+pub mod localstack;
 pub mod runtime_api;
+pub mod worker_proc;
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -1,44 +1,24 @@
 //! sqsrt's long-poll SQS worker for Kubernetes, scaled from zero by KEDA.
 //!
-//! This crate is a skeleton: it holds the worker's settings and their
-//! validation, which `sqsrt worker` already checks at start. The receive
-//! loop, heartbeat, batched deletes, drain on SIGTERM, and health and
-//! metrics endpoints are the subject of the "worker mode" issue; until they
-//! land, [`run`] refuses to start with [`WorkerError::NotAvailable`].
+//! [`run`] long-polls the queue with several receives in flight while there
+//! is room under `max_in_flight`, runs each receive through the core engine,
+//! and settles every outcome as soon as it is decided: successes deleted in
+//! batches, retries re-timed to their backoff, skipped messages released,
+//! permanent failures dead-lettered. A heartbeat keeps running messages
+//! invisible. When the shutdown token fires it stops receiving, releases what
+//! has not started, lets running handlers finish within the grace and flushes
+//! deletes. `/healthz`, `/readyz` and `/metrics` are served throughout.
+//!
+//! Layout: [`config`] (settings, errors, exit), [`worker`] (the loop),
+//! [`settle`] (acting on outcomes), [`metrics`] (names and registry),
+//! [`http`] (probes), [`errors`] (SQS error logging).
 
-use std::net::SocketAddr;
-use std::time::Duration;
+pub mod config;
+pub mod errors;
+pub mod http;
+pub mod metrics;
+pub mod settle;
+pub mod worker;
 
-/// Worker-mode settings (see DESIGN.md "Configuration names").
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerConfig {
-    /// The source queue.
-    pub queue_url: String,
-    /// Visibility asked on receive; `None`: the queue's own.
-    pub visibility_timeout: Option<Duration>,
-    /// Heartbeat period; `None`: a third of the visibility.
-    pub heartbeat: Option<Duration>,
-    /// Drain time after SIGTERM.
-    pub shutdown_grace: Duration,
-    /// Address of `/healthz`, `/readyz` and `/metrics`.
-    pub metrics_addr: SocketAddr,
-}
-
-/// Why the worker cannot run.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WorkerError {
-    /// Worker mode is not built yet.
-    #[error(
-        "worker mode is not available in this build yet (the long-poll worker is tracked by the \"worker mode\" issue); run in Lambda mode with `sqsrt lambda`"
-    )]
-    NotAvailable,
-}
-
-/// Runs the worker.
-///
-/// # Errors
-///
-/// Always [`WorkerError::NotAvailable`] in this build.
-pub fn run(_config: &WorkerConfig) -> Result<(), WorkerError> {
-    Err(WorkerError::NotAvailable)
-}
+pub use config::{Exit, WorkerConfig, WorkerError};
+pub use worker::run;

@@ -181,7 +181,14 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         let settle_until = deadline.map(|d| d.checked_sub(margin / 4).unwrap_or(now));
         let settled = self
             .settler
-            .settle(outcomes, &metas, &copies, &receive_counts, settle_until)
+            .settle(
+                outcomes,
+                &metas,
+                &copies,
+                &receive_counts,
+                &ids,
+                settle_until,
+            )
             .await;
         log_outcomes(&ids, &settled);
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sqsrt_core::{Message, Outcome, RetryPolicy};
+use sqsrt_core::{Message, Outcome, RetryPolicy, SkipReason};
 use sqsrt_sqs::{
     MAX_BATCH_ENTRIES, QueueArn, QueueClient, SqsErrorKind, VisibilityChange, dead_letter_message,
 };
@@ -74,6 +74,7 @@ impl<Q: QueueClient> Settler<Q> {
         metas: &[RecordMeta],
         copies: &[Message],
         receive_counts: &[u32],
+        ids: &[String],
         until: Option<Instant>,
     ) -> Vec<Settled> {
         let mut settled: Vec<Settled> = outcomes
@@ -91,7 +92,7 @@ impl<Q: QueueClient> Settler<Q> {
             if let Some(dlq_url) = &self.dlq_url {
                 self.dead_letter(dlq_url, &mut settled, metas, copies).await;
             }
-            self.retime(&settled, metas, receive_counts).await;
+            self.retime(&settled, metas, receive_counts, ids).await;
         };
         match until {
             Some(until) => {
@@ -182,17 +183,49 @@ impl<Q: QueueClient> Settler<Q> {
     /// Sets retries to their backoff and skipped records to 0, in batches of
     /// ten per queue. Failures are warned about once per invocation; a
     /// denied permission turns this off for the life of the process.
-    async fn retime(&self, settled: &[Settled], metas: &[RecordMeta], receive_counts: &[u32]) {
+    ///
+    /// Records skipped behind a retried FIFO record share its delay: SQS keeps
+    /// the group locked meanwhile anyway, and servers that unlock a group as
+    /// soon as any of its messages is visible (LocalStack) keep its order.
+    async fn retime(
+        &self,
+        settled: &[Settled],
+        metas: &[RecordMeta],
+        receive_counts: &[u32],
+        ids: &[String],
+    ) {
         if self.visibility_forbidden.load(Ordering::Relaxed) {
             return;
         }
+        let timeouts: Vec<Option<Duration>> = settled
+            .iter()
+            .enumerate()
+            .map(|(index, s)| match &s.outcome {
+                Outcome::Retry { delay, .. } if s.listed => {
+                    Some(self.retry.delay_for(receive_counts[index], *delay))
+                }
+                _ => None,
+            })
+            .collect();
+        let retried: HashMap<&str, Duration> = timeouts
+            .iter()
+            .zip(ids)
+            .filter_map(|(t, id)| t.map(|t| (id.as_str(), t)))
+            .collect();
         let mut by_arn: HashMap<&str, Vec<VisibilityChange>> = HashMap::new();
         for (index, s) in settled.iter().enumerate() {
-            let timeout = match &s.outcome {
-                Outcome::Retry { delay, .. } if s.listed => {
-                    self.retry.delay_for(receive_counts[index], *delay)
-                }
-                Outcome::Skipped { .. } => Duration::ZERO,
+            let timeout = match (&s.outcome, timeouts[index]) {
+                (_, Some(timeout)) => timeout,
+                (
+                    Outcome::Skipped {
+                        reason: SkipReason::GroupFailed { failed_message_id },
+                    },
+                    None,
+                ) => retried
+                    .get(failed_message_id.as_str())
+                    .copied()
+                    .unwrap_or(Duration::ZERO),
+                (Outcome::Skipped { .. }, None) => Duration::ZERO,
                 _ => continue,
             };
             let (Some(arn), Some(receipt_handle)) =

@@ -276,3 +276,45 @@ async fn fixtures_round_trip_through_the_adapter() {
         .unwrap_err();
     assert!(error.to_string().contains("record 1 of 2 has no messageId"));
 }
+
+#[tokio::test]
+async fn fifo_records_behind_a_retry_share_its_delay_others_are_released() {
+    let queue = Arc::new(FakeQueue::default());
+    let lambda = adapter(Arc::clone(&queue), None);
+    let records: Vec<serde_json::Value> = [
+        ("a1", "g", "retry-30"),
+        ("a2", "g", "ok"),
+        ("b1", "h", "perm"),
+        ("b2", "h", "ok"),
+    ]
+    .iter()
+    .map(|(id, group, body)| {
+        serde_json::json!({
+            "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
+            "attributes": {"ApproximateReceiveCount": "1", "MessageGroupId": group},
+            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:orders.fifo"
+        })
+    })
+    .collect();
+    let event: SqsEvent =
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
+    let response = lambda.handle(event, None).await.unwrap();
+    assert_eq!(listed(&response), ["a1", "a2", "b1", "b2"]);
+    let mut entries: Vec<(String, u32)> = queue
+        .visibility
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, e)| e.iter().map(|e| (e.receipt_handle.clone(), e.timeout_secs)))
+        .collect();
+    entries.sort();
+    // b1 is permanent without a DLQ: left alone; b2 behind it is released at once.
+    assert_eq!(
+        entries,
+        [
+            ("rh-a1".to_owned(), 30),
+            ("rh-a2".to_owned(), 30),
+            ("rh-b2".to_owned(), 0)
+        ]
+    );
+}

@@ -5,6 +5,8 @@
 //! - [`dead_letter`]: the copy of a permanently failed message sent to a
 //!   dead-letter queue, within SQS's attribute and size limits.
 //! - [`arn`]: queue ARNs as Lambda's event source mapping gives them.
+//! - [`receive`]: [`WorkerQueue`], the worker's receive, delete and queue
+//!   attribute calls, and [`Received`] messages.
 //! - [`error`]: [`SqsError`], classed by what the caller does next.
 //!
 //! ```
@@ -20,8 +22,10 @@ pub mod arn;
 pub mod client;
 pub mod dead_letter;
 pub mod error;
+pub mod receive;
 
 pub use arn::{ArnError, QueueArn};
 pub use client::{EntryFailure, MAX_BATCH_ENTRIES, QueueClient, SqsClient, VisibilityChange};
 pub use dead_letter::{DeadLetterError, OutgoingMessage, dead_letter_message};
 pub use error::{SqsError, SqsErrorKind};
+pub use receive::{QueueAttributes, ReceiveOutput, ReceiveRequest, Received, WorkerQueue};

@@ -300,6 +300,10 @@ impl WorkerArgs {
         }
         Ok(sqsrt_k8s_worker::WorkerConfig {
             queue_url: self.queue_url.clone().expect("checked above"),
+            dlq_url: self.common.dlq_url.clone(),
+            max_in_flight: self.common.max_in_flight.get(),
+            handler_timeout: Duration::from_secs(self.common.handler_timeout_secs),
+            retry: self.common.retry().map_err(|p| vec![p])?,
             visibility_timeout: self.visibility_timeout_secs.map(Duration::from_secs),
             heartbeat: self.heartbeat_secs.map(Duration::from_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),

@@ -47,6 +47,7 @@ pub use sqsrt_core::{
 };
 use sqsrt_lambda::SqsLambda;
 use sqsrt_sqs::SqsClient;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, ConfigProblem, Mode};
 
@@ -62,6 +63,9 @@ pub enum Error {
     /// The worker could not run.
     #[error(transparent)]
     Worker(#[from] sqsrt_k8s_worker::WorkerError),
+    /// The worker's shutdown grace ran out; the messages still running were released.
+    #[error("shutdown grace ran out; the messages still running were released to the queue")]
+    ShutdownGraceExpired,
 }
 
 /// Parses the command line and `SQSRT_*` variables, inserting the mode picked
@@ -128,11 +132,54 @@ pub async fn run_mode<H: Handler>(mode: Mode, handler: H) -> Result<(), Error> {
         Mode::Worker(args) => {
             init_logging(args.common.log_level.as_deref(), None)?;
             let config = args.worker().map_err(Error::Config)?;
-            let _engine = Engine::new(handler, args.common.engine());
-            sqsrt_k8s_worker::run(&config)?;
-            Ok(())
+            let engine = Engine::new(handler, args.common.engine());
+            let queue = Arc::new(SqsClient::from_env().await);
+            let shutdown = CancellationToken::new();
+            shutdown_on_signal(shutdown.clone());
+            match sqsrt_k8s_worker::run(engine, queue, config, shutdown).await {
+                Ok(sqsrt_k8s_worker::Exit::Drained) => Ok(()),
+                Ok(sqsrt_k8s_worker::Exit::GraceExpired) => Err(Error::ShutdownGraceExpired),
+                Err(sqsrt_k8s_worker::WorkerError::Config(problems)) => Err(Error::Config(
+                    problems.into_iter().map(ConfigProblem).collect(),
+                )),
+                Err(error) => Err(Error::Worker(error)),
+            }
         }
     }
+}
+
+/// SIGTERM or SIGINT cancels `shutdown` (the worker drains); a second one
+/// exits at once with status 1 (the queue redelivers what was held).
+fn shutdown_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("Cannot install signal handlers; the worker stops only when killed.");
+        return;
+    };
+    tokio::spawn(async move {
+        for n in 0..2 {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            if n == 0 {
+                tracing::info!(
+                    signal = name,
+                    "Signal received: draining (a second signal exits at once)."
+                );
+                shutdown.cancel();
+            } else {
+                tracing::warn!(
+                    signal = name,
+                    "Second signal: exiting now; held messages return after their visibility timeout."
+                );
+                std::process::exit(1);
+            }
+        }
+    });
 }
 
 /// The variables the Lambda service sets and the runtime needs; checked up

@@ -1,0 +1,217 @@
+//! Prometheus metrics of the worker. Names are constants here, in one place;
+//! more may be added, these may not be renamed.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use sqsrt_core::OutcomeKind;
+
+/// Messages received from SQS.
+pub const MESSAGES_RECEIVED_TOTAL: &str = "sqsrt_messages_received_total";
+/// Messages settled, by `outcome` (`success`, `retry`, `permanent`, `skipped`).
+pub const MESSAGES_PROCESSED_TOTAL: &str = "sqsrt_messages_processed_total";
+/// Messages received and not yet settled.
+pub const MESSAGES_IN_FLIGHT: &str = "sqsrt_messages_in_flight";
+/// Handler run time, seconds.
+pub const HANDLER_DURATION_SECONDS: &str = "sqsrt_handler_duration_seconds";
+/// SQS calls, by `operation`.
+pub const SQS_REQUESTS_TOTAL: &str = "sqsrt_sqs_requests_total";
+/// Failed SQS calls, by `operation`.
+pub const SQS_ERRORS_TOTAL: &str = "sqsrt_sqs_errors_total";
+/// Messages stored in the dead-letter queue by sqsrt.
+pub const DLQ_SENDS_TOTAL: &str = "sqsrt_dlq_sends_total";
+/// 1 when the last SQS call succeeded, else 0.
+pub const SQS_UP: &str = "sqsrt_sqs_up";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: &'static str,
+}
+
+/// The worker's metrics and their registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    received: Counter,
+    processed: Family<OutcomeLabel, Counter>,
+    in_flight: Gauge,
+    handler_duration: Histogram,
+    sqs_requests: Family<OperationLabel, Counter>,
+    sqs_errors: Family<OperationLabel, Counter>,
+    dlq_sends: Counter,
+    sqs_up: Gauge,
+}
+
+/// prometheus-client appends `_total` to counters itself.
+fn base(name: &'static str) -> &'static str {
+    name.strip_suffix("_total").unwrap_or(name)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let received = Counter::default();
+        let processed = Family::<OutcomeLabel, Counter>::default();
+        let in_flight = Gauge::default();
+        // 5 ms to ~80 s.
+        let handler_duration = Histogram::new(exponential_buckets(0.005, 2.0, 15));
+        let sqs_requests = Family::<OperationLabel, Counter>::default();
+        let sqs_errors = Family::<OperationLabel, Counter>::default();
+        let dlq_sends = Counter::default();
+        let sqs_up = Gauge::default();
+        registry.register(
+            base(MESSAGES_RECEIVED_TOTAL),
+            "Messages received from SQS",
+            received.clone(),
+        );
+        registry.register(
+            base(MESSAGES_PROCESSED_TOTAL),
+            "Messages settled, by outcome",
+            processed.clone(),
+        );
+        registry.register(
+            MESSAGES_IN_FLIGHT,
+            "Messages received and not yet settled",
+            in_flight.clone(),
+        );
+        registry.register(
+            base(HANDLER_DURATION_SECONDS),
+            "Handler run time in seconds",
+            handler_duration.clone(),
+        );
+        registry.register(
+            base(SQS_REQUESTS_TOTAL),
+            "SQS calls, by operation",
+            sqs_requests.clone(),
+        );
+        registry.register(
+            base(SQS_ERRORS_TOTAL),
+            "Failed SQS calls, by operation",
+            sqs_errors.clone(),
+        );
+        registry.register(
+            base(DLQ_SENDS_TOTAL),
+            "Messages stored in the dead-letter queue by sqsrt",
+            dlq_sends.clone(),
+        );
+        registry.register(SQS_UP, "1 when the last SQS call succeeded", sqs_up.clone());
+        Self {
+            registry,
+            received,
+            processed,
+            in_flight,
+            handler_duration,
+            sqs_requests,
+            sqs_errors,
+            dlq_sends,
+            sqs_up,
+        }
+    }
+}
+
+impl Metrics {
+    /// `n` messages received.
+    pub fn received(&self, n: usize) {
+        self.received.inc_by(n as u64);
+        self.in_flight.inc_by(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// One message settled with `outcome`, its handler having run `elapsed`.
+    pub fn processed(&self, outcome: OutcomeKind, elapsed: Option<std::time::Duration>) {
+        self.processed
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        self.in_flight.dec();
+        if let Some(elapsed) = elapsed {
+            self.handler_duration.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// One SQS call of `operation` ended, successfully or not.
+    pub fn sqs_call(&self, operation: &'static str, ok: bool) {
+        let label = OperationLabel { operation };
+        self.sqs_requests.get_or_create(&label).inc();
+        if ok {
+            self.sqs_up.set(1);
+        } else {
+            self.sqs_errors.get_or_create(&label).inc();
+            self.sqs_up.set(0);
+        }
+    }
+
+    /// One message stored in the DLQ.
+    pub fn dlq_sent(&self) {
+        self.dlq_sends.inc();
+    }
+
+    /// Messages in flight now.
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.get()
+    }
+
+    /// The Prometheus text exposition (OpenMetrics).
+    ///
+    /// # Panics
+    ///
+    /// Never: writing to a `String` cannot fail.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_every_design_name() {
+        let m = Metrics::default();
+        m.received(2);
+        m.processed(
+            OutcomeKind::Success,
+            Some(std::time::Duration::from_millis(20)),
+        );
+        m.sqs_call("ReceiveMessage", true);
+        m.sqs_call("ReceiveMessage", false);
+        m.dlq_sent();
+        let text = m.encode();
+        for name in [
+            MESSAGES_RECEIVED_TOTAL,
+            MESSAGES_PROCESSED_TOTAL,
+            MESSAGES_IN_FLIGHT,
+            HANDLER_DURATION_SECONDS,
+            SQS_REQUESTS_TOTAL,
+            SQS_ERRORS_TOTAL,
+            DLQ_SENDS_TOTAL,
+            SQS_UP,
+        ] {
+            assert!(
+                text.contains(&format!("\n{name}")),
+                "{name} missing from\n{text}"
+            );
+        }
+        assert!(
+            text.contains(r#"sqsrt_messages_processed_total{outcome="success"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sqsrt_sqs_errors_total{operation="ReceiveMessage"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("sqsrt_messages_in_flight 1"), "{text}");
+        assert!(text.contains("sqsrt_sqs_up 0"), "{text}");
+    }
+}

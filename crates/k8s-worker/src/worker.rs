@@ -1,0 +1,433 @@
+//! The receive loop: pollers that long-poll while there is room, batches run
+//! through the engine, a settler, a heartbeat, and the drain on shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqsrt_core::{BatchOptions, Engine, Handler, Message};
+use sqsrt_sqs::{QueueAttributes, ReceiveRequest, Received, VisibilityChange, WorkerQueue};
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::config::{Exit, WorkerConfig, WorkerError};
+use crate::errors::ErrorLog;
+use crate::http::{self, Health};
+use crate::metrics::Metrics;
+use crate::settle::{Held, InFlight, Settlement, Settler};
+
+/// SQS's longest long poll.
+const WAIT_SECS: u8 = 20;
+/// SQS's largest receive.
+const RECEIVE_MAX: usize = 10;
+/// Receive-error backoff bounds.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(20);
+
+/// Everything the worker's tasks share.
+struct Shared<H, Q> {
+    engine: Engine<H>,
+    queue: Arc<Q>,
+    config: WorkerConfig,
+    visibility: Duration,
+    fifo: bool,
+    slots: Arc<Semaphore>,
+    in_flight: Arc<InFlight>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    errors: Arc<ErrorLog>,
+    shutdown: CancellationToken,
+    abandon: CancellationToken,
+    tracker: TaskTracker,
+    settle: UnboundedSender<Settlement>,
+    next_key: AtomicU64,
+}
+
+/// Runs the worker until `shutdown` is cancelled, then drains: stops
+/// receiving, releases unstarted messages, lets running handlers finish
+/// within the shutdown grace, flushes deletes.
+///
+/// # Errors
+///
+/// [`WorkerError::Bind`] when the metrics address cannot be bound, and
+/// [`WorkerError::Config`] when the queue's own settings conflict with the
+/// configuration (checked at first contact).
+pub async fn run<H: Handler, Q: WorkerQueue>(
+    engine: Engine<H>,
+    queue: Arc<Q>,
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) -> Result<Exit, WorkerError> {
+    let metrics = Arc::new(Metrics::default());
+    // Several poll periods without progress while not full means stuck.
+    let health = Arc::new(Health::new(Duration::from_secs(u64::from(WAIT_SECS) * 4)));
+    health.progress();
+    let (listener, bound) =
+        http::bind(config.metrics_addr)
+            .await
+            .map_err(|source| WorkerError::Bind {
+                addr: config.metrics_addr,
+                source,
+            })?;
+    info!(metrics_addr = %bound, queue_url = %config.queue_url, max_in_flight = config.max_in_flight, "Worker started; serving /healthz, /readyz and /metrics.");
+    let http_stop = CancellationToken::new();
+    let server = tokio::spawn(http::serve(
+        listener,
+        Arc::clone(&health),
+        Arc::clone(&metrics),
+        http_stop.clone(),
+    ));
+    let errors = Arc::new(ErrorLog::default());
+
+    let Some(attributes) =
+        first_contact(&*queue, &config, &metrics, &health, &errors, &shutdown).await
+    else {
+        http_stop.cancel();
+        let _ = server.await;
+        return Ok(Exit::Drained);
+    };
+    let (visibility, heartbeat_period) = check_queue(&config, &attributes)?;
+
+    let (settle_tx, settle_rx) = unbounded_channel();
+    let settle_close = CancellationToken::new();
+    let in_flight = Arc::new(InFlight::default());
+    let abandon = CancellationToken::new();
+    let settler = tokio::spawn(
+        Settler {
+            queue: Arc::clone(&queue),
+            queue_url: config.queue_url.clone(),
+            dlq_url: config.dlq_url.clone(),
+            retry: config.retry,
+            metrics: Arc::clone(&metrics),
+            in_flight: Arc::clone(&in_flight),
+            abandoned: abandon.clone(),
+            errors: Arc::clone(&errors),
+        }
+        .run(settle_rx, settle_close.clone()),
+    );
+    let shared = Arc::new(Shared {
+        engine,
+        queue,
+        slots: Arc::new(Semaphore::new(config.max_in_flight)),
+        fifo: attributes.fifo,
+        visibility,
+        config,
+        in_flight,
+        metrics,
+        health,
+        errors,
+        shutdown: shutdown.clone(),
+        abandon: abandon.clone(),
+        tracker: TaskTracker::new(),
+        settle: settle_tx,
+        next_key: AtomicU64::new(0),
+    });
+
+    let heartbeat_stop = CancellationToken::new();
+    let heartbeat_task = tokio::spawn(heartbeat(
+        Arc::clone(&shared),
+        heartbeat_period,
+        heartbeat_stop.clone(),
+    ));
+    let pollers = shared
+        .config
+        .max_in_flight
+        .div_ceil(RECEIVE_MAX)
+        .clamp(1, 16);
+    let mut poller_tasks = Vec::with_capacity(pollers);
+    for _ in 0..pollers {
+        poller_tasks.push(tokio::spawn(poll(Arc::clone(&shared))));
+    }
+
+    shutdown.cancelled().await;
+    let exit = drain(&shared, poller_tasks).await;
+    // Every outcome is in the settler's channel now: let it finish.
+    settle_close.cancel();
+    if let Err(error) = settler.await {
+        error!(%error, "The settler failed.");
+    }
+    heartbeat_stop.cancel();
+    let _ = heartbeat_task.await;
+    http_stop.cancel();
+    let _ = server.await;
+    info!(?exit, "Worker stopped.");
+    Ok(exit)
+}
+
+/// The drain: receives stop (long polls abandoned), unstarted messages are
+/// released by the engine, running ones get the shutdown grace; when it runs
+/// out, the rest is abandoned and released.
+async fn drain<H: Handler, Q: WorkerQueue>(
+    shared: &Shared<H, Q>,
+    pollers: Vec<tokio::task::JoinHandle<()>>,
+) -> Exit {
+    shared.health.set_ready(false);
+    info!(
+        held = shared.in_flight.len(),
+        grace_secs = shared.config.shutdown_grace.as_secs(),
+        "Shutdown began: no more receives; unstarted messages are released, running ones finish."
+    );
+    for task in pollers {
+        let _ = task.await;
+    }
+    shared.tracker.close();
+    if tokio::time::timeout(shared.config.shutdown_grace, shared.tracker.wait())
+        .await
+        .is_ok()
+    {
+        return Exit::Drained;
+    }
+    warn!(
+        still_running = shared.in_flight.len(),
+        "Shutdown grace ran out; releasing the messages still running."
+    );
+    shared.abandon.cancel();
+    shared.tracker.wait().await;
+    Exit::GraceExpired
+}
+
+/// Reads the queue's attributes, retrying with backoff until it works or
+/// shutdown begins (`None`).
+async fn first_contact<Q: WorkerQueue>(
+    queue: &Q,
+    config: &WorkerConfig,
+    metrics: &Metrics,
+    health: &Health,
+    errors: &ErrorLog,
+    shutdown: &CancellationToken,
+) -> Option<QueueAttributes> {
+    let mut backoff = BACKOFF_BASE;
+    loop {
+        let result = tokio::select! {
+            r = queue.queue_attributes(&config.queue_url) => r,
+            () = shutdown.cancelled() => return None,
+        };
+        metrics.sqs_call("GetQueueAttributes", result.is_ok());
+        health.progress();
+        match result {
+            Ok(attributes) => {
+                errors.ok();
+                return Some(attributes);
+            }
+            Err(error) => errors.failed(&error),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(jitter(backoff)) => {}
+            () = shutdown.cancelled() => return None,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// The visibility and heartbeat in force, with the warnings and checks that
+/// need the queue's own settings.
+fn check_queue(
+    config: &WorkerConfig,
+    attributes: &QueueAttributes,
+) -> Result<(Duration, Duration), WorkerError> {
+    let visibility = config
+        .visibility_timeout
+        .unwrap_or(attributes.visibility_timeout);
+    let heartbeat = config
+        .heartbeat
+        .unwrap_or_else(|| (visibility / 3).max(Duration::from_millis(200)));
+    if heartbeat >= visibility {
+        return Err(WorkerError::Config(vec![format!(
+            "heartbeat ({heartbeat:?}) must be below the visibility timeout ({visibility:?}, {}) (set by --heartbeat-secs or SQSRT_HEARTBEAT_SECS)",
+            if config.visibility_timeout.is_some() {
+                "from --visibility-timeout-secs"
+            } else {
+                "the queue's"
+            }
+        )]));
+    }
+    if attributes.redrive_policy.is_none() {
+        warn!(queue_url = %config.queue_url, "The queue has no redrive policy: a message that keeps failing is retried until it expires. Configure a dead-letter queue on it.");
+    }
+    if visibility < config.handler_timeout {
+        warn!(
+            visibility_secs = visibility.as_secs(),
+            handler_timeout_secs = config.handler_timeout.as_secs(),
+            "The visibility timeout is shorter than the handler timeout: the heartbeat keeps running messages invisible, but a worker that dies mid-message lets them return early."
+        );
+    }
+    info!(
+        visibility_secs = visibility.as_secs_f64(),
+        heartbeat_secs = heartbeat.as_secs_f64(),
+        fifo = attributes.fifo,
+        "Queue checked."
+    );
+    Ok((visibility, heartbeat))
+}
+
+/// One poller: while there is room, long-poll for as many messages as fit,
+/// and hand each receive to the engine.
+async fn poll<H: Handler, Q: WorkerQueue>(shared: Arc<Shared<H, Q>>) {
+    let mut backoff = BACKOFF_BASE;
+    let mut attempt_id: Option<String> = None;
+    loop {
+        if shared.slots.available_permits() == 0 {
+            shared.health.set_full(true);
+        }
+        let mut permit = tokio::select! {
+            p = Arc::clone(&shared.slots).acquire_owned() => p.expect("the slots semaphore is never closed"),
+            () = shared.shutdown.cancelled() => return,
+        };
+        shared.health.set_full(false);
+        while permit.num_permits() < RECEIVE_MAX {
+            match Arc::clone(&shared.slots).try_acquire_owned() {
+                Ok(more) => permit.merge(more),
+                Err(_) => break,
+            }
+        }
+        if shared.fifo && attempt_id.is_none() {
+            attempt_id = Some(format!(
+                "{:016x}{:016x}",
+                fastrand::u64(..),
+                fastrand::u64(..)
+            ));
+        }
+        let request = ReceiveRequest {
+            max_messages: u8::try_from(permit.num_permits()).expect("at most 10"),
+            wait_secs: WAIT_SECS,
+            visibility_timeout_secs: shared
+                .config
+                .visibility_timeout
+                .map(|v| u32::try_from(v.as_secs()).unwrap_or(u32::MAX)),
+            attempt_id: attempt_id.clone(),
+        };
+        // Abandoning a long poll at shutdown is safe: whatever it received returns after one visibility timeout.
+        let result = tokio::select! {
+            r = shared.queue.receive(&shared.config.queue_url, request) => r,
+            () = shared.shutdown.cancelled() => return,
+        };
+        shared.metrics.sqs_call("ReceiveMessage", result.is_ok());
+        shared.health.progress();
+        match result {
+            Ok(output) => {
+                shared.errors.ok();
+                attempt_id = None;
+                backoff = BACKOFF_BASE;
+                if !shared.shutdown.is_cancelled() {
+                    shared.health.set_ready(true);
+                }
+                for problem in output.malformed {
+                    error!(problem = %problem, "Received a message sqsrt cannot settle; SQS will deliver it again after its visibility timeout.");
+                }
+                if output.messages.is_empty() {
+                    continue;
+                }
+                dispatch(&shared, output.messages, permit);
+            }
+            Err(error) => {
+                shared.errors.failed(&error);
+                drop(permit);
+                tokio::select! {
+                    () = tokio::time::sleep(jitter(backoff)) => {}
+                    () = shared.shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Runs one receive through the engine; each outcome goes to the settler as
+/// soon as it is decided.
+fn dispatch<H: Handler, Q: WorkerQueue>(
+    shared: &Arc<Shared<H, Q>>,
+    received: Vec<Received>,
+    mut permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    shared.metrics.received(received.len());
+    let keep_copies = shared.config.dlq_url.is_some();
+    let mut messages: Vec<Message> = Vec::with_capacity(received.len());
+    let mut held: Vec<Option<Held>> = Vec::with_capacity(received.len());
+    for r in received {
+        let key = shared.next_key.fetch_add(1, Ordering::Relaxed);
+        shared.in_flight.insert(key, r.receipt_handle.clone());
+        let slot = permit
+            .split(1)
+            .expect("a receive returns at most as many messages as it asked for");
+        held.push(Some(Held {
+            key,
+            message_id: r.message.id.clone(),
+            receipt_handle: r.receipt_handle,
+            receive_count: r.message.receive_count,
+            in_group: r.message.group_id.is_some(),
+            copy: keep_copies.then(|| r.message.clone()),
+            slot,
+        }));
+        messages.push(r.message);
+    }
+    drop(permit); // what the receive did not fill
+    let shared = Arc::clone(shared);
+    let tracker = shared.tracker.clone();
+    tracker.spawn(async move {
+        let options = BatchOptions {
+            stop: shared.shutdown.clone(),
+            abandon: shared.abandon.clone(),
+            ..BatchOptions::default()
+        };
+        shared
+            .engine
+            .run_batch_with(messages, &options, |report| {
+                let held = held[report.index]
+                    .take()
+                    .expect("each message is reported once");
+                // Fails only after the settler is gone, which waits for this task.
+                let _ = shared.settle.send(Settlement {
+                    held,
+                    outcome: report.outcome,
+                    elapsed: report.elapsed,
+                });
+            })
+            .await;
+    });
+}
+
+/// Keeps held messages invisible: every half period, extends those not
+/// extended for a whole one.
+async fn heartbeat<H: Handler, Q: WorkerQueue>(
+    shared: Arc<Shared<H, Q>>,
+    period: Duration,
+    stop: CancellationToken,
+) {
+    let timeout_secs = u32::try_from(shared.visibility.as_secs().max(1)).unwrap_or(u32::MAX);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period / 2) => {}
+            () = stop.cancelled() => return,
+        }
+        let due = shared.in_flight.due(period);
+        for chunk in due.chunks(sqsrt_sqs::MAX_BATCH_ENTRIES) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| VisibilityChange {
+                    id: i.to_string(),
+                    receipt_handle: receipt.clone(),
+                    timeout_secs,
+                })
+                .collect();
+            let result = shared
+                .queue
+                .change_visibility_batch(&shared.config.queue_url, entries)
+                .await;
+            shared
+                .metrics
+                .sqs_call("ChangeMessageVisibilityBatch", result.is_ok());
+            match result {
+                Ok(_) => shared.errors.ok(),
+                Err(error) => shared.errors.failed(&error),
+            }
+        }
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.5 + fastrand::f64() / 2.0)
+}

@@ -1,0 +1,236 @@
+//! A `sqsrt worker` process under test: its JSON log lines, its metrics and
+//! probes, and signals.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+use crate::{localstack, sqsrt_bin};
+
+/// A running worker; killed when dropped.
+pub struct WorkerProc {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub metrics_addr: SocketAddr,
+}
+
+/// One "Message processed." record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    /// SQS message id.
+    pub message_id: String,
+    /// `success`, `retry`, `permanent` or `skipped`.
+    pub outcome: String,
+    /// `ApproximateReceiveCount` of that delivery.
+    pub receive_count: u64,
+    /// Reason, when not a success.
+    pub reason: Option<String>,
+    /// When it was logged (RFC 3339).
+    pub timestamp: String,
+}
+
+impl WorkerProc {
+    /// Starts `sqsrt worker --queue-url <url> --handler scripted --metrics-addr 127.0.0.1:0 <args>`
+    /// against LocalStack and waits for it to log its metrics address.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot start or does not report its address within 15 s.
+    ///
+    /// # Panics
+    ///
+    /// Never: the log lock is only held by code that does not panic.
+    pub fn start(queue_url: &str, args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(sqsrt_bin()?)
+            .arg("worker")
+            .args([
+                "--handler",
+                "scripted",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--queue-url",
+                queue_url,
+            ])
+            .args(args)
+            .envs(localstack::aws_env()?)
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start sqsrt worker")?;
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        {
+            let lines = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    lines.lock().expect("lock is never poisoned").push(line);
+                }
+            });
+        }
+        let start = Instant::now();
+        let metrics_addr = loop {
+            let found = lines
+                .lock()
+                .expect("lock is never poisoned")
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find_map(|v| {
+                    v.get("metrics_addr")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                });
+            if let Some(addr) = found {
+                break addr.parse()?;
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "worker exited with {status} before starting: {:?}",
+                    lines.lock().expect("lock").clone()
+                );
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                let _ = child.kill();
+                bail!("worker did not report its metrics address");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(Self {
+            child,
+            lines,
+            metrics_addr,
+        })
+    }
+
+    /// The process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every log line so far, parsed.
+    ///
+    /// # Panics
+    ///
+    /// When a line is not JSON (the worker must only write JSON lines).
+    #[must_use]
+    pub fn lines(&self) -> Vec<Value> {
+        self.lines
+            .lock()
+            .expect("lock is never poisoned")
+            .iter()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+            })
+            .collect()
+    }
+
+    /// Every "Message processed." record so far.
+    #[must_use]
+    pub fn processed(&self) -> Vec<Processed> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l.get("outcome").is_some())
+            .map(|l| Processed {
+                message_id: l["message_id"].as_str().unwrap_or_default().to_owned(),
+                outcome: l["outcome"].as_str().unwrap_or_default().to_owned(),
+                receive_count: l["receive_count"].as_u64().unwrap_or(0),
+                reason: l.get("reason").and_then(Value::as_str).map(str::to_owned),
+                timestamp: l["timestamp"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect()
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, `INT`) with `kill`.
+    ///
+    /// # Errors
+    ///
+    /// When `kill` fails.
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{name} failed");
+        }
+        Ok(())
+    }
+
+    /// Waits for the process to exit.
+    ///
+    /// # Errors
+    ///
+    /// When it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<(ExitStatus, Duration)> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                // Let the reader thread take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return Ok((status, start.elapsed()));
+            }
+            if start.elapsed() > timeout {
+                bail!("worker still running after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `GET path` on the metrics address: status code and body.
+    ///
+    /// # Errors
+    ///
+    /// When the request fails.
+    pub fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let mut stream = TcpStream::connect_timeout(&self.metrics_addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.metrics_addr
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("no status line")?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
+    /// The (whole-number) value of one sample of `/metrics`, e.g.
+    /// `sqsrt_messages_processed_total{outcome="success"}`; 0 when absent.
+    ///
+    /// # Errors
+    ///
+    /// When the scrape fails.
+    pub fn metric(&self, sample: &str) -> anyhow::Result<i64> {
+        let (_, body) = self.get("/metrics")?;
+        Ok(body
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

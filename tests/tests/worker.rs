@@ -1,0 +1,326 @@
+//! Worker mode end to end: the release `sqsrt worker` against LocalStack over
+//! the real SQS protocol. Short visibility timeouts and backoffs keep it fast;
+//! every wait is bounded and polls a condition.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use sqsrt_e2e::localstack::{self, Queues};
+use sqsrt_e2e::worker_proc::{Processed, WorkerProc};
+
+fn bodies(n: usize, body: &str) -> Vec<String> {
+    (0..n).map(|_| body.to_owned()).collect()
+}
+
+/// Waits until `done` holds, polling every 100 ms.
+async fn until(
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while !done()? {
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+fn successes(processed: &[Processed]) -> HashSet<String> {
+    processed
+        .iter()
+        .filter(|p| p.outcome == "success")
+        .map(|p| p.message_id.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_outcome_is_settled_as_designed() -> anyhow::Result<()> {
+    let sqs = localstack::client().await?;
+    let Queues { url, dlq_url } = localstack::create_queues(&sqs, "outcomes", false, 2, 2).await?;
+    let ids = localstack::send(
+        &sqs,
+        &url,
+        &[
+            r#"{"action":"ok"}"#.to_owned(),
+            r#"{"action":"fail","times":1,"retry_after_secs":1}"#.to_owned(),
+            r#"{"action":"reject","reason":"unknown sku"}"#.to_owned(),
+            r#"{"action":"panic"}"#.to_owned(),
+            "not json".to_owned(),
+        ],
+    )
+    .await?;
+    let worker = WorkerProc::start(
+        &url,
+        &[
+            "--dlq-url",
+            &dlq_url,
+            "--retry-base-secs",
+            "1",
+            "--retry-max-secs",
+            "1",
+        ],
+    )?;
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(40)).await?;
+
+    // Permanent failures carry their reason; the panicking message reached the
+    // DLQ through the queue's redrive policy after maxReceiveCount (2) receives.
+    let dead = localstack::drain(&sqs, &dlq_url, 3, Duration::from_secs(10)).await?;
+    let by_body: HashMap<&str, &localstack::Drained> =
+        dead.iter().map(|d| (d.body.as_str(), d)).collect();
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    let rejected = by_body[r#"{"action":"reject","reason":"unknown sku"}"#];
+    assert_eq!(rejected.attributes["sqsrt.reason"], "unknown sku");
+    assert_eq!(rejected.attributes["sqsrt.source_message_id"], ids[2]);
+    assert_eq!(rejected.attributes["sqsrt.source_queue"], url);
+    let not_json = by_body["not json"];
+    assert_eq!(
+        not_json.attributes["sqsrt.reason"],
+        "scripted: body is not a JSON object"
+    );
+    let panicked = by_body[r#"{"action":"panic"}"#];
+    assert!(
+        !panicked.attributes.contains_key("sqsrt.reason"),
+        "moved by the redrive policy, not by sqsrt"
+    );
+
+    let processed = worker.processed();
+    let of = |id: &str| {
+        processed
+            .iter()
+            .filter(|p| p.message_id == id)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of(&ids[0])
+            .iter()
+            .map(|p| p.outcome.as_str())
+            .collect::<Vec<_>>(),
+        ["success"]
+    );
+    // The retry came back after its delay with a higher receive count, and succeeded.
+    let retried = of(&ids[1]);
+    assert_eq!(
+        retried
+            .iter()
+            .map(|p| (p.outcome.as_str(), p.receive_count))
+            .collect::<Vec<_>>(),
+        [("retry", 1), ("success", 2)]
+    );
+    let panics = of(&ids[3]);
+    assert_eq!(panics.len(), 2, "{panics:?}");
+    assert!(panics.iter().all(|p| p.outcome == "retry" && p.reason.as_deref().unwrap_or("").contains("panicked")));
+
+    assert_eq!(
+        worker.metric(r#"sqsrt_messages_processed_total{outcome="success"}"#)?,
+        2
+    );
+    assert_eq!(
+        worker.metric(r#"sqsrt_messages_processed_total{outcome="permanent"}"#)?,
+        2
+    );
+    assert_eq!(worker.metric("sqsrt_dlq_sends_total")?, 2);
+    assert_eq!(worker.metric("sqsrt_messages_in_flight")?, 0);
+    assert_eq!(worker.metric("sqsrt_sqs_up")?, 1);
+    assert_eq!(worker.get("/readyz")?.0, 200);
+    assert_eq!(worker.get("/healthz")?.0, 200);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_groups_keep_their_order_across_failures_and_redeliveries() -> anyhow::Result<()> {
+    let sqs = localstack::client().await?;
+    let Queues { url, .. } = localstack::create_queues(&sqs, "fifo", true, 2, 5).await?;
+    let mut items = Vec::new();
+    for i in 0..6 {
+        // In group a, the second message fails twice before it succeeds.
+        let a = if i == 1 {
+            r#"{"action":"fail","times":2,"retry_after_secs":1}"#
+        } else {
+            r#"{"action":"ok"}"#
+        };
+        items.push(("a", a.to_owned()));
+        items.push(("b", r#"{"action":"sleep","ms":20}"#.to_owned()));
+    }
+    let ids = localstack::send_fifo(&sqs, &url, &items).await?;
+    let worker = WorkerProc::start(&url, &["--retry-base-secs", "1", "--retry-max-secs", "1"])?;
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(40)).await?;
+
+    let processed = worker.processed();
+    for (group, offset) in [("a", 0), ("b", 1)] {
+        let group_ids: Vec<&String> = ids.iter().skip(offset).step_by(2).collect();
+        let order: Vec<&String> = processed
+            .iter()
+            .filter(|p| p.outcome == "success" && group_ids.contains(&&p.message_id))
+            .map(|p| &p.message_id)
+            .collect();
+        assert_eq!(order, group_ids, "group {group} succeeded out of order");
+    }
+    // Nothing of group a ran between its failed message and that message's success.
+    let a1 = &ids[2];
+    let positions: Vec<usize> = processed
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.message_id == *a1)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(positions.len(), 3, "two failures and a success");
+    let a_later: Vec<&String> = ids.iter().step_by(2).skip(2).collect();
+    for p in &processed[positions[0]..positions[2]] {
+        assert!(
+            !(a_later.contains(&&p.message_id) && p.outcome == "success"),
+            "a later message of group a succeeded while {a1} was failing"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_keeps_a_long_handler_invisible() -> anyhow::Result<()> {
+    let sqs = localstack::client().await?;
+    let Queues { url, .. } = localstack::create_queues(&sqs, "heartbeat", false, 2, 5).await?;
+    let ids = localstack::send(&sqs, &url, &[r#"{"action":"sleep","ms":6500}"#.to_owned()]).await?;
+    let worker = WorkerProc::start(
+        &url,
+        &[
+            "--handler-timeout-secs",
+            "20",
+            "--shutdown-grace-secs",
+            "25",
+        ],
+    )?;
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(30)).await?;
+    let processed = worker.processed();
+    assert_eq!(processed.len(), 1, "{processed:?}");
+    assert_eq!(
+        (
+            processed[0].message_id.as_str(),
+            processed[0].outcome.as_str()
+        ),
+        (ids[0].as_str(), "success")
+    );
+    assert_eq!(processed[0].receive_count, 1);
+    assert_eq!(
+        worker.metric("sqsrt_messages_received_total")?,
+        1,
+        "never redelivered meanwhile"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_drains_and_loses_nothing() -> anyhow::Result<()> {
+    let sqs = localstack::client().await?;
+    let Queues { url, .. } = localstack::create_queues(&sqs, "drain", false, 10, 10).await?;
+    let ids = localstack::send(&sqs, &url, &bodies(400, r#"{"action":"sleep","ms":1500}"#)).await?;
+    let grace = Duration::from_secs(8);
+    let mut first = WorkerProc::start(
+        &url,
+        &[
+            "--max-in-flight",
+            "200",
+            "--handler-timeout-secs",
+            "5",
+            "--shutdown-grace-secs",
+            "8",
+        ],
+    )?;
+    until("hundreds in flight", Duration::from_secs(20), || {
+        Ok(first.metric("sqsrt_messages_in_flight")? >= 150)
+    })
+    .await?;
+    first.signal("TERM")?;
+    let (status, took) = first.wait_exit(grace + Duration::from_secs(5))?;
+    assert!(status.success(), "exit {status} after SIGTERM");
+    assert!(
+        took <= grace,
+        "drain took {took:?}, more than the {grace:?} grace"
+    );
+    let first_done = successes(&first.processed());
+    assert!(!first_done.is_empty());
+    let released = first
+        .processed()
+        .iter()
+        .filter(|p| p.outcome == "skipped")
+        .count();
+    println!(
+        "first run: {} succeeded, {released} released, exit after {took:?}",
+        first_done.len()
+    );
+
+    let second = WorkerProc::start(&url, &["--max-in-flight", "200"])?;
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(60)).await?;
+    let all: HashSet<String> = first_done
+        .union(&successes(&second.processed()))
+        .cloned()
+        .collect();
+    let want: HashSet<String> = ids.into_iter().collect();
+    assert_eq!(
+        all, want,
+        "every message succeeded in one of the runs; the queue is empty, so none was lost"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_load_loses_nothing_after_restart() -> anyhow::Result<()> {
+    let sqs = localstack::client().await?;
+    let Queues { url, .. } = localstack::create_queues(&sqs, "kill", false, 2, 10).await?;
+    let ids = localstack::send(&sqs, &url, &bodies(200, r#"{"action":"sleep","ms":100}"#)).await?;
+    let mut first = WorkerProc::start(&url, &["--max-in-flight", "20"])?;
+    until("some progress", Duration::from_secs(20), || {
+        Ok(first.metric(r#"sqsrt_messages_processed_total{outcome="success"}"#)? >= 30)
+    })
+    .await?;
+    first.signal("KILL")?;
+    first.wait_exit(Duration::from_secs(5))?;
+    let first_done = successes(&first.processed());
+
+    let second = WorkerProc::start(&url, &["--max-in-flight", "20"])?;
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(60)).await?;
+    let second_done = successes(&second.processed());
+    let all: HashSet<String> = first_done.union(&second_done).cloned().collect();
+    assert_eq!(all, ids.into_iter().collect::<HashSet<_>>());
+    println!(
+        "killed after {} successes; {} redelivered and processed twice",
+        first_done.len(),
+        first_done.intersection(&second_done).count()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_drain_and_metrics_match() -> anyhow::Result<()> {
+    let sqs = localstack::client().await?;
+    let Queues { url, .. } = localstack::create_queues(&sqs, "load", false, 30, 5).await?;
+    let n = 2000;
+    let ids = localstack::send(&sqs, &url, &bodies(n, r#"{"action":"ok"}"#)).await?;
+    let start = Instant::now();
+    let worker = WorkerProc::start(&url, &["--max-in-flight", "64"])?;
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(90)).await?;
+    let took = start.elapsed();
+    let processed = worker.processed();
+    let done = successes(&processed);
+    assert_eq!(done, ids.into_iter().collect::<HashSet<_>>());
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in &processed {
+        *outcomes.entry(p.outcome.as_str()).or_default() += 1;
+    }
+    let received = worker.metric("sqsrt_messages_received_total")?;
+    let succeeded = worker.metric(r#"sqsrt_messages_processed_total{outcome="success"}"#)?;
+    assert_eq!(succeeded, i64::try_from(outcomes["success"])?);
+    assert_eq!(received, i64::try_from(processed.len())?);
+    assert!(
+        worker.metric(r#"sqsrt_sqs_requests_total{operation="DeleteMessageBatch"}"#)?
+            >= i64::try_from(n / 10)?
+    );
+    println!(
+        "{n} messages drained in {took:?} ({:.0} msgs/s)",
+        f64::from(u32::try_from(n)?) / took.as_secs_f64()
+    );
+    Ok(())
+}
