@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# The demo: sqsrt in Lambda mode, served by cargo lambda's Runtime API
-# emulator, invoked with each fixture under tests/fixtures; prints what each
-# record asked for and the partial batch response. Stops all it started.
+# The demo, both modes of the one binary:
+# 1. Lambda: sqsrt served by cargo lambda's Runtime API emulator, invoked with
+#    each fixture under tests/fixtures; prints what each record asked for and
+#    the partial batch response.
+# 2. Worker: LocalStack (SQS, no Docker) with a queue and its dead-letter
+#    queue; a mixed batch sent; `sqsrt worker` run until the queue drains; a
+#    summary of what was processed, retried and dead-lettered.
+# Stops everything it started.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SQSRT_ROOT"
 
 stage "install tools"
 install_cargo_lambda
+install_localstack
 stage "build release binary"
 build_release
 
@@ -16,7 +22,7 @@ port=$(free_port)
 logs=$(mktemp -d)
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}" ${LOCALSTACK_PID:-}; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -57,3 +63,47 @@ import json, sys
 for line in sys.stdin:
     r = json.loads(line)
     print("  " + json.dumps({k: r[k] for k in ("message_id", "outcome", "reason", "request_id") if k in r}))'
+
+echo
+echo "=== Worker mode against LocalStack ==="
+stage "start LocalStack (SQS) and create a queue with a dead-letter queue"
+start_localstack "$(free_port)" "$logs/localstack.log"
+queues=$(sqs_admin create "demo-$(date +%s)" 3 2)
+queue=$(echo "$queues" | sed -n 1p)
+dlq=$(echo "$queues" | sed -n 2p)
+echo "queue: $queue (visibility 2 s, redrive to the DLQ after 3 receives)"
+echo "dlq:   $dlq"
+ok=()
+for i in $(seq 1 20); do ok+=('{"action":"ok"}'); done
+sqs_admin send "$queue" "${ok[@]}" \
+  '{"action":"fail","times":1,"retry_after_secs":1}' '{"action":"fail","times":2,"retry_after_secs":1}' \
+  '{"action":"reject","reason":"unknown sku"}' 'not json' '{"action":"panic"}' \
+  '{"action":"sleep","ms":3000}'
+echo "sent 26 messages: 20 ok, 2 that fail then recover, 2 poison, 1 that panics every time, 1 that runs 3 s"
+stage "run sqsrt worker until the queue drains"
+"$SQSRT_BIN" worker --handler scripted --queue-url "$queue" --dlq-url "$dlq" \
+  --metrics-addr 127.0.0.1:0 --retry-base-secs 1 --retry-max-secs 2 >"$logs/worker.log" 2>&1 &
+worker=$!
+pids+=("$worker")
+for _ in $(seq 1 600); do
+  read -r visible inflight < <(sqs_admin depth "$queue")
+  [ "$visible" = 0 ] && [ "$inflight" = 0 ] && break
+  sleep 0.2
+done
+kill -TERM "$worker"
+wait "$worker" && echo "worker drained and exited 0 after SIGTERM"
+stage_end
+echo
+echo "### summary (from the worker's log lines)"
+python3 - "$logs/worker.log" <<'PY'
+import collections, json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+outcomes = collections.Counter(l["outcome"] for l in lines if "outcome" in l)
+retried = {l["message_id"] for l in lines if l.get("outcome") == "retry"}
+recovered = {l["message_id"] for l in lines if l.get("outcome") == "success"} & retried
+print(f"  processed: {sum(outcomes.values())} outcome lines: {dict(outcomes)}")
+print(f"  retried: {len(retried)} messages, of which {len(recovered)} later succeeded")
+print(f"  dead-lettered by sqsrt (permanent): {outcomes['permanent']}")
+PY
+echo "### the dead-letter queue"
+sqs_admin dlq-reasons "$dlq"
