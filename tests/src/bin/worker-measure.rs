@@ -70,7 +70,7 @@ async fn drain_run(sqs: &aws_sdk_sqs::Client, n: usize, body: &str) -> anyhow::R
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = start.elapsed();
-    let cpu = cpu_time(worker.pid())? - cpu_before;
+    let cpu = cpu_time(worker.pid())?.saturating_sub(cpu_before);
     Ok(Run {
         rate: n as f64 / took.as_secs_f64(),
         cpu_per_1000: cpu.mul_f64(1000.0 / n as f64),
