@@ -324,3 +324,47 @@ async fn thousands_drain_and_metrics_match() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_errors_are_logged_with_a_hint_counted_and_retried_without_dying() -> anyhow::Result<()>
+{
+    let missing = format!(
+        "{}/000000000000/no-such-queue-{}",
+        localstack::endpoint()?,
+        std::process::id()
+    );
+    let worker = WorkerProc::start(&missing, &[])?;
+    until("a few failed attempts", Duration::from_secs(20), || {
+        Ok(worker.metric(r#"sqsrt_sqs_errors_total{operation="GetQueueAttributes"}"#)? >= 3)
+    })
+    .await?;
+    let warnings: Vec<_> = worker
+        .lines()
+        .into_iter()
+        .filter(|l| l["level"] == "WARN" && l.get("hint").is_some())
+        .collect();
+    assert_eq!(warnings.len(), 1, "logged once per streak: {warnings:?}");
+    assert!(
+        warnings[0]["hint"]
+            .as_str()
+            .unwrap_or("")
+            .contains("--queue-url"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(worker.metric("sqsrt_sqs_up")?, 0);
+    assert_eq!(worker.get("/healthz")?.0, 200, "alive: it keeps trying");
+    assert_eq!(worker.get("/readyz")?.0, 503, "never received");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_not_below_the_queues_visibility_stops_start_up_with_status_2()
+-> anyhow::Result<()> {
+    let sqs = localstack::client().await?;
+    let Queues { url, .. } = localstack::create_queues(&sqs, "badhb", false, 2, 5).await?;
+    let mut worker = WorkerProc::start(&url, &["--heartbeat-secs", "5"])?;
+    let (status, _) = worker.wait_exit(Duration::from_secs(20))?;
+    assert_eq!(status.code(), Some(2));
+    Ok(())
+}
