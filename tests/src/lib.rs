@@ -149,3 +149,21 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("fixtures")
         .join(name)
 }
+
+/// Peak resident memory (`VmHWM`) of a running process, in KiB.
+///
+/// # Errors
+///
+/// When `/proc/<pid>/status` cannot be read or has no `VmHWM`.
+pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .with_context(|| format!("no VmHWM for {pid}"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .map_err(anyhow::Error::from)
+}

@@ -93,6 +93,19 @@ impl Emulator {
     }
 }
 
+/// `sqsrt` with the scripted handler, polling the Runtime API stand-in.
+fn stand_in_function(api: &RuntimeApi) -> anyhow::Result<Command> {
+    let mut function = Command::new(sqsrt_bin()?);
+    function
+        .envs(offline_aws_env())
+        .env("AWS_LAMBDA_RUNTIME_API", api.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "sqsrt")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("SQSRT_HANDLER", "scripted");
+    Ok(function)
+}
+
 fn failures(response: &Value) -> anyhow::Result<Vec<String>> {
     let Some(items) = response.get("batchItemFailures").and_then(Value::as_array) else {
         bail!("no batchItemFailures in {response}");
@@ -193,14 +206,8 @@ fn ten_thousand_record_batch_lists_exactly_the_failures() -> anyhow::Result<()> 
 async fn deadline_returns_a_response_listing_unstarted_and_abandoned_records() -> anyhow::Result<()>
 {
     let api = RuntimeApi::start().await?;
-    let mut function = Command::new(sqsrt_bin()?);
+    let mut function = stand_in_function(&api)?;
     function
-        .envs(offline_aws_env())
-        .env("AWS_LAMBDA_RUNTIME_API", api.address())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "sqsrt")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-        .env("SQSRT_HANDLER", "scripted")
         .env("SQSRT_MAX_IN_FLIGHT", "2")
         .env("SQSRT_DEADLINE_MARGIN_MS", "1000")
         .env("SQSRT_LOG_LEVEL", "warn")
@@ -331,15 +338,8 @@ fn help_documents_every_flag_with_its_variable_and_default() -> anyhow::Result<(
 async fn every_record_gets_exactly_one_outcome_line_carrying_the_request_id() -> anyhow::Result<()>
 {
     let api = RuntimeApi::start().await?;
-    let mut function = Command::new(sqsrt_bin()?);
-    function
-        .envs(offline_aws_env())
-        .env("AWS_LAMBDA_RUNTIME_API", api.address())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "sqsrt")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-        .env("SQSRT_HANDLER", "scripted")
-        .stdout(Stdio::piped());
+    let mut function = stand_in_function(&api)?;
+    function.stdout(Stdio::piped());
     let mut child = function.spawn()?;
     let stdout = child.stdout.take().context("stdout is piped")?;
     let guard = ChildGuard::from_child("sqsrt", child);

@@ -129,6 +129,29 @@ fn settlement(slots: &Arc<Semaphore>, id: &str, outcome: Outcome) -> Settlement 
     }
 }
 
+/// Runs a settler (4 s backoff) over everything already in `rx`.
+async fn run_settler(
+    queue: Arc<FakeQueue>,
+    dlq: Option<&str>,
+    metrics: Arc<Metrics>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Settlement>,
+) {
+    let close = CancellationToken::new();
+    close.cancel();
+    Settler {
+        queue,
+        queue_url: "q".into(),
+        dlq_url: dlq.map(str::to_owned),
+        retry: RetryPolicy::new(Duration::from_secs(4), Duration::from_secs(4)).unwrap(),
+        metrics,
+        in_flight: Arc::new(InFlight::default()),
+        abandoned: CancellationToken::new(),
+        errors: Arc::new(ErrorLog::default()),
+    }
+    .run(rx, close)
+    .await;
+}
+
 async fn settle(
     queue: Arc<FakeQueue>,
     dlq: Option<&str>,
@@ -141,20 +164,7 @@ async fn settle(
     for (id, outcome) in outcomes {
         tx.send(settlement(&slots, id, outcome)).unwrap();
     }
-    let close = CancellationToken::new();
-    close.cancel();
-    Settler {
-        queue,
-        queue_url: "q".into(),
-        dlq_url: dlq.map(str::to_owned),
-        retry: RetryPolicy::new(Duration::from_secs(4), Duration::from_secs(4)).unwrap(),
-        metrics: Arc::clone(&metrics),
-        in_flight: Arc::new(InFlight::default()),
-        abandoned: CancellationToken::new(),
-        errors: Arc::new(ErrorLog::default()),
-    }
-    .run(rx, close)
-    .await;
+    run_settler(queue, dlq, Arc::clone(&metrics), rx).await;
     assert_eq!(
         slots.available_permits(),
         100,
@@ -305,20 +315,7 @@ async fn group_mates_of_a_retried_fifo_message_share_its_delay() {
     behind.held.in_group = true;
     tx.send(failed).unwrap();
     tx.send(behind).unwrap();
-    let close = CancellationToken::new();
-    close.cancel();
-    Settler {
-        queue: Arc::clone(&queue),
-        queue_url: "q".into(),
-        dlq_url: None,
-        retry: RetryPolicy::new(Duration::from_secs(4), Duration::from_secs(4)).unwrap(),
-        metrics,
-        in_flight: Arc::new(InFlight::default()),
-        abandoned: CancellationToken::new(),
-        errors: Arc::new(ErrorLog::default()),
-    }
-    .run(rx, close)
-    .await;
+    run_settler(Arc::clone(&queue), None, metrics, rx).await;
     let v = queue.visibility.lock().unwrap().clone();
     assert_eq!(v.len(), 2);
     assert_eq!(v[0].1, v[1].1, "{v:?}");

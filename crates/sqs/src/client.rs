@@ -102,6 +102,20 @@ impl SqsClient {
     }
 }
 
+/// The refused entries of a `*Batch` call.
+pub(crate) fn entry_failures(
+    failed: Vec<aws_sdk_sqs::types::BatchResultErrorEntry>,
+) -> Vec<EntryFailure> {
+    failed
+        .into_iter()
+        .map(|f| EntryFailure {
+            id: f.id,
+            code: f.code,
+            message: f.message.unwrap_or_default(),
+        })
+        .collect()
+}
+
 fn to_sdk_attribute(attribute: &sqsrt_core::MessageAttribute) -> MessageAttributeValue {
     let builder = MessageAttributeValue::builder().data_type(&attribute.data_type);
     let builder = match &attribute.value {
@@ -157,15 +171,7 @@ impl QueueClient for SqsClient {
             .send()
             .await
             .map_err(|e| SqsError::from_sdk("ChangeMessageVisibilityBatch", &e))?;
-        Ok(out
-            .failed
-            .into_iter()
-            .map(|f| EntryFailure {
-                id: f.id,
-                code: f.code,
-                message: f.message.unwrap_or_default(),
-            })
-            .collect())
+        Ok(entry_failures(out.failed))
     }
 
     async fn send_message(

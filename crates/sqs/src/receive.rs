@@ -10,7 +10,7 @@ use aws_sdk_sqs::types::{
 };
 use sqsrt_core::{AttributeValue, Message, MessageAttribute};
 
-use crate::client::{EntryFailure, QueueClient, SqsClient};
+use crate::client::{EntryFailure, QueueClient, SqsClient, entry_failures};
 use crate::error::{SqsError, SqsErrorKind};
 
 /// A received message and the receipt handle needed to settle it.
@@ -139,15 +139,7 @@ impl WorkerQueue for SqsClient {
             .send()
             .await
             .map_err(|e| SqsError::from_sdk("DeleteMessageBatch", &e))?;
-        Ok(out
-            .failed
-            .into_iter()
-            .map(|f| EntryFailure {
-                id: f.id,
-                code: f.code,
-                message: f.message.unwrap_or_default(),
-            })
-            .collect())
+        Ok(entry_failures(out.failed))
     }
 
     async fn queue_attributes(&self, queue_url: &str) -> Result<QueueAttributes, SqsError> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use sqsrt_e2e::runtime_api::{Reply, RuntimeApi};
-use sqsrt_e2e::{ChildGuard, offline_aws_env, sqsrt_bin};
+use sqsrt_e2e::{ChildGuard, offline_aws_env, peak_rss_kib, sqsrt_bin};
 
 fn event(n: usize) -> String {
     let records: Vec<Value> = (0..n)
@@ -46,16 +46,6 @@ fn spawn(api: &RuntimeApi) -> anyhow::Result<(ChildGuard, u32, Instant)> {
     let child = cmd.spawn().context("cannot start sqsrt")?;
     let pid = child.id();
     Ok((ChildGuard::from_child("sqsrt", child), pid, started))
-}
-
-fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    for line in status.lines() {
-        if let Some(v) = line.strip_prefix("VmHWM:") {
-            return Ok(v.trim().trim_end_matches("kB").trim().parse()?);
-        }
-    }
-    bail!("no VmHWM for {pid}")
 }
 
 fn median(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sqsrt_e2e::localstack;
+use sqsrt_e2e::peak_rss_kib;
 use sqsrt_e2e::worker_proc::WorkerProc;
 
 /// user + system CPU time of a process, from /proc.
@@ -30,16 +31,7 @@ fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
 }
 
 fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .context("no VmHWM")?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()?;
-    Ok(kib / 1024.0)
+    Ok(peak_rss_kib(pid)? as f64 / 1024.0)
 }
 
 struct Run {
