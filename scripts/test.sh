@@ -10,6 +10,7 @@ total_start=$(date +%s)
 stage "install tools (cargo-lambda $CARGO_LAMBDA_VERSION, LocalStack)"
 install_cargo_lambda
 install_localstack
+install_infra_tools
 
 stage "cargo fmt --check"
 cargo fmt --all --check
@@ -29,6 +30,10 @@ echo "LocalStack at $SQSRT_LOCALSTACK_ENDPOINT (log: $logs/localstack.log)"
 
 stage "cargo test (unit, adapter, end-to-end: Lambda and worker)"
 cargo test --workspace --locked --no-fail-fast
+
+stage "infra/k8s: kustomize, kubernetes-validate, yamllint, consistency vs a real /metrics scrape"
+scrape_worker_metrics "$logs/metrics.txt"
+"$INFRA_VENV/bin/python" infra/check.py --metrics-file "$logs/metrics.txt"
 
 stage "Lambda packaging: cargo lambda build --release --arm64, deploy --dry"
 cargo lambda build --release --arm64 --locked --bin sqsrt --output-format zip

@@ -26,6 +26,15 @@ pub const DLQ_SENDS_TOTAL: &str = "sqsrt_dlq_sends_total";
 /// 1 when the last SQS call succeeded, else 0.
 pub const SQS_UP: &str = "sqsrt_sqs_up";
 
+/// The SQS operations the worker calls (the `operation` label values).
+pub const OPERATIONS: [&str; 5] = [
+    "ReceiveMessage",
+    "DeleteMessageBatch",
+    "ChangeMessageVisibilityBatch",
+    "SendMessage",
+    "GetQueueAttributes",
+];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
@@ -103,6 +112,22 @@ impl Default for Metrics {
             dlq_sends.clone(),
         );
         registry.register(SQS_UP, "1 when the last SQS call succeeded", sqs_up.clone());
+        // Every series exists from the start at 0, so rates and alerts see
+        // them before the first event instead of "no data".
+        for outcome in [
+            OutcomeKind::Success,
+            OutcomeKind::Retry,
+            OutcomeKind::Permanent,
+            OutcomeKind::Skipped,
+        ] {
+            drop(processed.get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            }));
+        }
+        for operation in OPERATIONS {
+            drop(sqs_requests.get_or_create(&OperationLabel { operation }));
+            drop(sqs_errors.get_or_create(&OperationLabel { operation }));
+        }
         Self {
             registry,
             received,
@@ -175,6 +200,19 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_series_exists_before_any_event() {
+        let text = Metrics::default().encode();
+        assert!(
+            text.contains(r#"sqsrt_messages_processed_total{outcome="skipped"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sqsrt_sqs_errors_total{operation="SendMessage"} 0"#),
+            "{text}"
+        );
+    }
 
     #[test]
     fn exposes_every_design_name() {

@@ -1,0 +1,214 @@
+"""Validates infra/k8s offline and proves each check can fail.
+
+Renders every overlay with `kubectl kustomize`, validates built-in kinds with
+`kubernetes-validate --strict`, lints all YAML with yamllint, and checks the
+rules that tie the pieces together (termination grace, shutdown grace,
+handler timeout, KEDA queueLength vs --max-in-flight, trigger wiring, pod
+security, probes, metric names against a real /metrics scrape). Then it runs
+each check again on a deliberately broken copy and fails if the copy passes.
+
+Usage: python infra/check.py [--metrics-file scrape.txt]
+"""
+
+import argparse
+import copy
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "infra" / "k8s"
+BIN = Path(sys.executable).parent
+
+
+def render(overlay: Path) -> list[dict]:
+    out = subprocess.run([BIN / "kubectl", "kustomize", str(overlay)], check=True, capture_output=True, text=True)
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def kubernetes_validate(docs: list[dict]) -> list[str]:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump_all(docs, f)
+    out = subprocess.run([BIN / "kubernetes-validate", "--strict", f.name], capture_output=True, text=True)
+    problems = [l for l in (out.stdout + out.stderr).splitlines() if l.startswith("ERROR")]
+    if out.returncode != 0 and not problems:
+        problems.append(f"kubernetes-validate exited {out.returncode}: {out.stdout}{out.stderr}")
+    return problems
+
+
+def yamllint(path: Path) -> list[str]:
+    out = subprocess.run([BIN / "yamllint", "-s", "-c", str(ROOT / ".yamllint.yaml"), str(path)],
+                         capture_output=True, text=True)
+    return [out.stdout.strip()] if out.returncode else []
+
+
+def one(docs, kind):
+    found = [d for d in docs if d["kind"] == kind]
+    if len(found) != 1:
+        raise AssertionError(f"expected one {kind}, found {len(found)}")
+    return found[0]
+
+
+def env_of(container) -> dict:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def consistency(docs: list[dict], metric_names: set[str] | None) -> list[str]:
+    p = []
+    dep = one(docs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env = env_of(c)
+    grace = int(env.get("SQSRT_SHUTDOWN_GRACE_SECS", 25))
+    timeout = int(env.get("SQSRT_HANDLER_TIMEOUT_SECS", 20))
+    max_in_flight = int(env.get("SQSRT_MAX_IN_FLIGHT", 32))
+    if pod.get("terminationGracePeriodSeconds", 30) < grace + 5:
+        p.append(f"terminationGracePeriodSeconds {pod.get('terminationGracePeriodSeconds', 30)} < shutdown grace {grace} + 5")
+    if grace < timeout:
+        p.append(f"shutdown grace {grace} < handler timeout {timeout}")
+    if "replicas" in dep["spec"]:
+        p.append("Deployment sets replicas; KEDA owns the count")
+    # Restricted Pod Security.
+    psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
+    if not (psc.get("runAsNonRoot") and psc.get("seccompProfile", {}).get("type") == "RuntimeDefault"):
+        p.append("pod must run as non-root with seccomp RuntimeDefault")
+    if csc.get("allowPrivilegeEscalation") is not False or csc.get("readOnlyRootFilesystem") is not True \
+            or csc.get("capabilities", {}).get("drop") != ["ALL"]:
+        p.append("container must drop ALL capabilities, forbid privilege escalation, use a read-only root fs")
+    if c.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz" \
+            or c.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
+        p.append("probes must be /healthz (liveness) and /readyz (readiness)")
+    if not c.get("resources", {}).get("requests") or not c.get("resources", {}).get("limits"):
+        p.append("container needs resource requests and limits")
+    # KEDA wiring.
+    so = one(docs, "ScaledObject")["spec"]
+    ta = one(docs, "TriggerAuthentication")
+    if so["scaleTargetRef"]["name"] != dep["metadata"]["name"]:
+        p.append("ScaledObject does not target the Deployment")
+    if so.get("minReplicaCount") != 0:
+        p.append("minReplicaCount must be 0 (scale from zero)")
+    (trigger,) = so["triggers"]
+    meta = trigger["metadata"]
+    if trigger["type"] != "aws-sqs-queue":
+        p.append("trigger must be aws-sqs-queue")
+    if int(meta["queueLength"]) != max_in_flight:
+        p.append(f"KEDA queueLength {meta['queueLength']} != SQSRT_MAX_IN_FLIGHT {max_in_flight}")
+    if meta.get("queueURL") != env.get("SQSRT_QUEUE_URL"):
+        p.append("KEDA queueURL differs from SQSRT_QUEUE_URL")
+    if trigger.get("authenticationRef", {}).get("name") != ta["metadata"]["name"] \
+            or ta["spec"].get("podIdentity", {}).get("provider") != "aws":
+        p.append("trigger must authenticate with the TriggerAuthentication using podIdentity aws")
+    for key in ("activationQueueLength", "scaleOnInFlight", "awsRegion"):
+        if key not in meta:
+            p.append(f"trigger metadata lacks {key}")
+    for key in ("maxReplicaCount", "pollingInterval", "cooldownPeriod"):
+        if key not in so:
+            p.append(f"ScaledObject lacks {key}")
+    # Service, ServiceMonitor and SA wiring.
+    svc = one(docs, "Service")
+    port_names = {pt["name"] for pt in svc["spec"]["ports"]}
+    for ep in one(docs, "ServiceMonitor")["spec"]["endpoints"]:
+        if ep["port"] not in port_names:
+            p.append(f"ServiceMonitor port {ep['port']} not in the Service")
+    sa = one(docs, "ServiceAccount")
+    if pod.get("serviceAccountName") != sa["metadata"]["name"] \
+            or "eks.amazonaws.com/role-arn" not in sa["metadata"].get("annotations", {}):
+        p.append("Deployment must use the ServiceAccount carrying the IRSA role annotation")
+    # Alert expressions use only metrics the worker exports.
+    if metric_names is not None:
+        rules = one(docs, "PrometheusRule")["spec"]["groups"]
+        for group in rules:
+            for rule in group["rules"]:
+                for name in set(re.findall(r"\bsqsrt_[a-z_]+", rule["expr"])):
+                    if name not in metric_names:
+                        p.append(f"alert {rule['alert']} uses {name}, which the worker does not export")
+    return p
+
+
+def exported_metrics(scrape: str) -> set[str]:
+    names = set()
+    for line in scrape.splitlines():
+        if line.startswith("# TYPE "):
+            name, kind = line.split()[2:4]
+            names.add(name + "_total" if kind == "counter" else name)
+            if kind == "histogram":
+                names.update({name + "_bucket", name + "_sum", name + "_count"})
+    return names
+
+
+def check_all(k8s_dir: Path, metric_names) -> list[str]:
+    problems = yamllint(k8s_dir)
+    for overlay in [k8s_dir / "base", *sorted((k8s_dir / "overlays").iterdir())]:
+        docs = render(overlay)
+        problems += [f"{overlay.name}: {x}" for x in kubernetes_validate(docs)]
+        problems += [f"{overlay.name}: {x}" for x in consistency(docs, metric_names)]
+    return problems
+
+
+def broken_copies_fail(metric_names) -> list[str]:
+    """Each validator must reject a deliberately broken copy."""
+    failures = []
+    base_docs = render(K8S / "base")
+
+    def mutated(kind, change):
+        docs = copy.deepcopy(base_docs)
+        change(one(docs, kind))
+        return docs
+
+    def grace(d):
+        d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 10
+
+    def queue_length(d):
+        d["spec"]["triggers"][0]["metadata"]["queueLength"] = "16"
+
+    def unknown_field(d):
+        d["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = {}
+
+    def privileged(d):
+        d["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+
+    for name, kind, change in [("termination grace", "Deployment", grace), ("queueLength", "ScaledObject", queue_length),
+                               ("privilege escalation", "Deployment", privileged)]:
+        if not consistency(mutated(kind, change), metric_names):
+            failures.append(f"consistency check passed a broken copy ({name})")
+    if not kubernetes_validate(mutated("Deployment", unknown_field)):
+        failures.append("kubernetes-validate passed a Deployment with an unknown field")
+    if metric_names is not None:
+        def bad_metric(d):
+            d["spec"]["groups"][0]["rules"][0]["expr"] = "sum(rate(sqsrt_no_such_metric_total[5m])) > 0"
+        if not consistency(mutated("PrometheusRule", bad_metric), metric_names):
+            failures.append("metric name check passed an alert on an unknown metric")
+    with tempfile.TemporaryDirectory() as tmp:
+        broken = Path(tmp) / "k8s"
+        shutil.copytree(K8S, broken)
+        path = broken / "base" / "service.yaml"
+        path.write_text(path.read_text().replace("  type: ClusterIP", "   type: ClusterIP"))
+        if not yamllint(broken):
+            failures.append("yamllint passed badly indented YAML")
+    return failures
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--metrics-file", help="a real /metrics scrape of the worker")
+    args = parser.parse_args()
+    metric_names = exported_metrics(Path(args.metrics_file).read_text()) if args.metrics_file else None
+    if metric_names is not None and not metric_names:
+        sys.exit("the metrics scrape holds no metric")
+    problems = check_all(K8S, metric_names)
+    problems += broken_copies_fail(metric_names)
+    for p in problems:
+        print("FAIL", p)
+    checks = "yamllint, kubectl kustomize, kubernetes-validate --strict, consistency" + (
+        f", alert metrics vs a scrape of {len(metric_names)} names" if metric_names else "")
+    print(f"infra/k8s: {checks}; broken copies rejected" if not problems else f"{len(problems)} problem(s)")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
