@@ -1,4 +1,4 @@
-"""Validates infra/k8s offline and proves each check can fail.
+"""Validates infra/ offline (k8s manifests, SAM template) and proves each check can fail.
 
 Renders every overlay with `kubectl kustomize`, validates built-in kinds with
 `kubernetes-validate --strict`, lints all YAML with yamllint, and checks the
@@ -23,6 +23,59 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "infra" / "k8s"
+SAM = ROOT / "infra" / "aws" / "template.yaml"
+
+
+class CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short-form tags (!Ref, !Sub, ...) as plain dicts."""
+
+
+def _cfn_tag(loader, tag_suffix, node):
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def cfn_lint(path: Path) -> list[str]:
+    out = subprocess.run([BIN / "cfn-lint", str(path)], capture_output=True, text=True)
+    return [out.stdout.strip() or out.stderr.strip()] if out.returncode else []
+
+
+def sam_rules(template: dict) -> list[str]:
+    p = []
+    params, res = template["Parameters"], template["Resources"]
+    timeout = params["FunctionTimeoutSecs"]["Default"]
+    visibility = params["QueueVisibilityTimeoutSecs"]["Default"]
+    if visibility < 6 * timeout:
+        p.append(f"queue visibility {visibility}s < 6 x function timeout {timeout}s")
+    fn = res["Function"]
+    props = fn["Properties"]
+    if fn.get("Metadata", {}).get("BuildMethod") != "rust-cargolambda":
+        p.append("function must build with rust-cargolambda")
+    if props.get("Runtime") != "provided.al2023" or props.get("Architectures") != ["arm64"]:
+        p.append("function must be provided.al2023 on arm64")
+    event = props["Events"]["Queue"]["Properties"]
+    if "ReportBatchItemFailures" not in event.get("FunctionResponseTypes", []):
+        p.append("the SQS event must report batch item failures")
+    for key in ("BatchSize", "MaximumBatchingWindowInSeconds", "ScalingConfig"):
+        if key not in event:
+            p.append(f"the SQS event lacks {key}")
+    for name in ("Queue", "DeadLetterQueue"):
+        if not res[name]["Properties"].get("SqsManagedSseEnabled") and "KmsMasterKeyId" not in res[name]["Properties"]:
+            p.append(f"{name} must be encrypted at rest")
+    keda = res["KedaRole"]["Properties"]["Policies"]
+    actions = [s["Action"] for pol in keda for s in pol["PolicyDocument"]["Statement"]]
+    if actions != ["sqs:GetQueueAttributes"]:
+        p.append(f"KEDA's role must allow only sqs:GetQueueAttributes, has {actions}")
+    return p
 BIN = Path(sys.executable).parent
 
 
@@ -142,7 +195,9 @@ def exported_metrics(scrape: str) -> set[str]:
 
 
 def check_all(k8s_dir: Path, metric_names) -> list[str]:
-    problems = yamllint(k8s_dir)
+    problems = yamllint(k8s_dir) + yamllint(SAM)
+    problems += [f"sam: {x}" for x in cfn_lint(SAM)]
+    problems += [f"sam: {x}" for x in sam_rules(yaml.load(SAM.read_text(), Loader=CfnLoader))]
     for overlay in [k8s_dir / "base", *sorted((k8s_dir / "overlays").iterdir())]:
         docs = render(overlay)
         problems += [f"{overlay.name}: {x}" for x in kubernetes_validate(docs)]
@@ -183,6 +238,16 @@ def broken_copies_fail(metric_names) -> list[str]:
             d["spec"]["groups"][0]["rules"][0]["expr"] = "sum(rate(sqsrt_no_such_metric_total[5m])) > 0"
         if not consistency(mutated("PrometheusRule", bad_metric), metric_names):
             failures.append("metric name check passed an alert on an unknown metric")
+    template = yaml.load(SAM.read_text(), Loader=CfnLoader)
+    short = copy.deepcopy(template)
+    short["Parameters"]["QueueVisibilityTimeoutSecs"]["Default"] = 60
+    if not sam_rules(short):
+        failures.append("SAM rules passed a visibility below 6 x the function timeout")
+    with tempfile.TemporaryDirectory() as tmp:
+        bad_sam = Path(tmp) / "template.yaml"
+        bad_sam.write_text(SAM.read_text().replace("MemorySize: 256", "MemorySize: 20"))
+        if not cfn_lint(bad_sam):
+            failures.append("cfn-lint passed a 20 MB function")
     with tempfile.TemporaryDirectory() as tmp:
         broken = Path(tmp) / "k8s"
         shutil.copytree(K8S, broken)
@@ -204,9 +269,9 @@ def main():
     problems += broken_copies_fail(metric_names)
     for p in problems:
         print("FAIL", p)
-    checks = "yamllint, kubectl kustomize, kubernetes-validate --strict, consistency" + (
+    checks = "yamllint, kubectl kustomize, kubernetes-validate --strict, cfn-lint, consistency" + (
         f", alert metrics vs a scrape of {len(metric_names)} names" if metric_names else "")
-    print(f"infra/k8s: {checks}; broken copies rejected" if not problems else f"{len(problems)} problem(s)")
+    print(f"infra: {checks}; broken copies rejected" if not problems else f"{len(problems)} problem(s)")
     sys.exit(1 if problems else 0)
 
 

