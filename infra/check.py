@@ -12,6 +12,7 @@ Usage: python infra/check.py [--metrics-file scrape.txt]
 
 import argparse
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "infra" / "k8s"
 SAM = ROOT / "infra" / "aws" / "template.yaml"
+DASHBOARD = ROOT / "infra" / "observability" / "dashboard.json"
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -183,6 +185,20 @@ def consistency(docs: list[dict], metric_names: set[str] | None) -> list[str]:
     return p
 
 
+def dashboard_rules(dashboard: dict, metric_names: set[str] | None) -> list[str]:
+    p = []
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    wanted = {"sqsrt_messages_processed_total", "sqsrt_messages_in_flight", "sqsrt_handler_duration_seconds_bucket",
+              "sqsrt_sqs_errors_total", "sqsrt_dlq_sends_total", "kube_deployment_status_replicas"}
+    used = {name for e in exprs for name in re.findall(r"\b(?:sqsrt|kube)_[a-z_]+", e)}
+    for missing in sorted(wanted - used):
+        p.append(f"dashboard has no panel on {missing}")
+    if metric_names is not None:
+        for name in sorted(n for n in used if n.startswith("sqsrt_") and n not in metric_names):
+            p.append(f"dashboard uses {name}, which the worker does not export")
+    return p
+
+
 def exported_metrics(scrape: str) -> set[str]:
     names = set()
     for line in scrape.splitlines():
@@ -198,6 +214,7 @@ def check_all(k8s_dir: Path, metric_names) -> list[str]:
     problems = yamllint(k8s_dir) + yamllint(SAM)
     problems += [f"sam: {x}" for x in cfn_lint(SAM)]
     problems += [f"sam: {x}" for x in sam_rules(yaml.load(SAM.read_text(), Loader=CfnLoader))]
+    problems += [f"dashboard: {x}" for x in dashboard_rules(json.loads(DASHBOARD.read_text()), metric_names)]
     for overlay in [k8s_dir / "base", *sorted((k8s_dir / "overlays").iterdir())]:
         docs = render(overlay)
         problems += [f"{overlay.name}: {x}" for x in kubernetes_validate(docs)]
@@ -238,6 +255,11 @@ def broken_copies_fail(metric_names) -> list[str]:
             d["spec"]["groups"][0]["rules"][0]["expr"] = "sum(rate(sqsrt_no_such_metric_total[5m])) > 0"
         if not consistency(mutated("PrometheusRule", bad_metric), metric_names):
             failures.append("metric name check passed an alert on an unknown metric")
+    if metric_names is not None:
+        dashboard = json.loads(DASHBOARD.read_text())
+        dashboard["panels"][0]["targets"][0]["expr"] = "sum(rate(sqsrt_messages_handled_total[5m]))"
+        if not dashboard_rules(dashboard, metric_names):
+            failures.append("dashboard check passed a panel on an unknown metric")
     template = yaml.load(SAM.read_text(), Loader=CfnLoader)
     short = copy.deepcopy(template)
     short["Parameters"]["QueueVisibilityTimeoutSecs"]["Default"] = 60
@@ -269,7 +291,7 @@ def main():
     problems += broken_copies_fail(metric_names)
     for p in problems:
         print("FAIL", p)
-    checks = "yamllint, kubectl kustomize, kubernetes-validate --strict, cfn-lint, consistency" + (
+    checks = "yamllint, kubectl kustomize, kubernetes-validate --strict, cfn-lint, consistency, dashboard" + (
         f", alert metrics vs a scrape of {len(metric_names)} names" if metric_names else "")
     print(f"infra: {checks}; broken copies rejected" if not problems else f"{len(problems)} problem(s)")
     sys.exit(1 if problems else 0)
