@@ -412,13 +412,18 @@ fn panic_reason(error: tokio::task::JoinError) -> String {
     if !error.is_panic() {
         return "handler task was cancelled".to_owned();
     }
-    let payload = error.into_panic();
-    let text = payload
+    format!("handler panicked: {}", panic_message(&*error.into_panic()))
+}
+
+/// The text a panic was raised with (`panic!("...")`), or a placeholder for
+/// payloads that are not strings.
+#[must_use]
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned());
-    format!("handler panicked: {text}")
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub mod message;
 pub mod outcome;
 pub mod retry;
 
-pub use engine::{BatchOptions, Engine, EngineConfig, Report};
+pub use engine::{BatchOptions, Engine, EngineConfig, Report, panic_message};
 pub use handler::{
     Context, Handler, HandlerError, HandlerFn, JsonFn, decode_json, handler_fn, json_fn,
 };

@@ -10,6 +10,7 @@ use std::time::Duration;
 use sqsrt_core::{Message, Outcome, OutcomeKind, RetryPolicy, SkipReason};
 use sqsrt_sqs::{
     MAX_BATCH_ENTRIES, SqsErrorKind, VisibilityChange, WorkerQueue, dead_letter_message,
+    visibility_secs,
 };
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -230,7 +231,7 @@ impl<Q: WorkerQueue> Settler<Q> {
                 let secs = if self.abandoned.is_cancelled() {
                     0
                 } else {
-                    whole_secs(self.retry.delay_for(held.receive_count, *delay))
+                    visibility_secs(self.retry.delay_for(held.receive_count, *delay))
                 };
                 log_outcome(&held, &outcome, elapsed);
                 self.metrics.processed(OutcomeKind::Retry, elapsed);
@@ -274,7 +275,7 @@ impl<Q: WorkerQueue> Settler<Q> {
                         self.metrics.processed(OutcomeKind::Retry, elapsed);
                         changes.push((
                             held.receipt_handle.clone(),
-                            whole_secs(self.retry.delay_for(held.receive_count, None)),
+                            visibility_secs(self.retry.delay_for(held.receive_count, None)),
                         ));
                     }
                     Ok(outgoing) => {
@@ -323,7 +324,7 @@ impl<Q: WorkerQueue> Settler<Q> {
                 };
                 log_outcome(&held, &retry, elapsed);
                 self.metrics.processed(OutcomeKind::Retry, elapsed);
-                let secs = whole_secs(self.retry.delay_for(held.receive_count, None));
+                let secs = visibility_secs(self.retry.delay_for(held.receive_count, None));
                 self.change(vec![(held.receipt_handle, secs)]).await;
                 Followup::Done
             }
@@ -468,10 +469,6 @@ fn skipped_delay(reason: &SkipReason, group_delays: &HashMap<String, u32>) -> u3
 
 fn receipt_expired(code: &str) -> bool {
     sqsrt_sqs::SqsError::kind_of_code(code) == SqsErrorKind::ReceiptHandleInvalid
-}
-
-fn whole_secs(d: Duration) -> u32 {
-    u32::try_from(d.as_secs() + u64::from(d.subsec_nanos() > 0)).unwrap_or(u32::MAX)
 }
 
 fn log_outcome(held: &Held, outcome: &Outcome, elapsed: Option<Duration>) {

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use sqsrt_core::{AttributeValue, Message, MessageAttribute};
+use sqsrt_sqs::message_from_parts;
 
 /// An event that cannot be processed record by record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,17 +59,6 @@ pub fn into_messages(event: SqsEvent) -> Result<(Vec<Message>, Vec<RecordMeta>),
 
 fn convert(record: SqsMessage) -> (Message, RecordMeta) {
     let id = record.message_id.expect("checked by into_messages");
-    let receive_count = record
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|c| c.parse::<u32>().ok())
-        .unwrap_or(1);
-    let group_id = record.attributes.get("MessageGroupId").cloned();
-    let sent_at = record
-        .attributes
-        .get("SentTimestamp")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
     let message_attributes: HashMap<String, MessageAttribute> = record
         .message_attributes
         .into_iter()
@@ -82,15 +72,12 @@ fn convert(record: SqsMessage) -> (Message, RecordMeta) {
             (name, MessageAttribute { data_type, value })
         })
         .collect();
-    let message = Message {
+    let message = message_from_parts(
         id,
-        body: record.body.unwrap_or_default(),
-        receive_count,
-        group_id,
-        sent_at,
-        attributes: record.attributes,
+        record.body.unwrap_or_default(),
+        record.attributes,
         message_attributes,
-    };
+    );
     let meta = RecordMeta {
         receipt_handle: record.receipt_handle,
         event_source_arn: record.event_source_arn,

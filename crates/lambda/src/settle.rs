@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqsrt_core::{Message, Outcome, RetryPolicy, SkipReason};
 use sqsrt_sqs::{
     MAX_BATCH_ENTRIES, QueueArn, QueueClient, SqsErrorKind, VisibilityChange, dead_letter_message,
+    visibility_secs,
 };
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
@@ -239,10 +240,7 @@ impl<Q: QueueClient> Settler<Q> {
                 .push(VisibilityChange {
                     id: index.to_string(),
                     receipt_handle: receipt_handle.clone(),
-                    timeout_secs: u32::try_from(
-                        timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0),
-                    )
-                    .unwrap_or(u32::MAX),
+                    timeout_secs: visibility_secs(timeout),
                 });
         }
         let mut calls = JoinSet::new();

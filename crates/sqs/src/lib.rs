@@ -7,6 +7,7 @@
 //! - [`arn`]: queue ARNs as Lambda's event source mapping gives them.
 //! - [`receive`]: [`WorkerQueue`], the worker's receive, delete and queue
 //!   attribute calls, and [`Received`] messages.
+//! - [`message`]: core messages from SQS's attributes, visibility rounding.
 //! - [`error`]: [`SqsError`], classed by what the caller does next.
 //!
 //! ```
@@ -22,10 +23,12 @@ pub mod arn;
 pub mod client;
 pub mod dead_letter;
 pub mod error;
+pub mod message;
 pub mod receive;
 
 pub use arn::{ArnError, QueueArn};
 pub use client::{EntryFailure, MAX_BATCH_ENTRIES, QueueClient, SqsClient, VisibilityChange};
 pub use dead_letter::{DeadLetterError, OutgoingMessage, dead_letter_message};
 pub use error::{SqsError, SqsErrorKind};
+pub use message::{message_from_parts, visibility_secs};
 pub use receive::{QueueAttributes, ReceiveOutput, ReceiveRequest, Received, WorkerQueue};

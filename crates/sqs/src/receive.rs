@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
@@ -12,6 +12,7 @@ use sqsrt_core::{AttributeValue, Message, MessageAttribute};
 
 use crate::client::{EntryFailure, QueueClient, SqsClient, entry_failures};
 use crate::error::{SqsError, SqsErrorKind};
+use crate::message::message_from_parts;
 
 /// A received message and the receipt handle needed to settle it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,21 +206,12 @@ fn convert(m: aws_sdk_sqs::types::Message) -> Result<Received, String> {
             )
         })
         .collect();
-    let message = Message {
-        receive_count: attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(1),
-        group_id: attributes.get("MessageGroupId").cloned(),
-        sent_at: attributes
-            .get("SentTimestamp")
-            .and_then(|t| t.parse::<u64>().ok())
-            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+    let message = message_from_parts(
         id,
-        body: m.body.unwrap_or_default(),
+        m.body.unwrap_or_default(),
         attributes,
         message_attributes,
-    };
+    );
     Ok(Received {
         message,
         receipt_handle,
@@ -228,6 +220,8 @@ fn convert(m: aws_sdk_sqs::types::Message) -> Result<Received, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use aws_sdk_sqs::primitives::Blob;
     use aws_sdk_sqs::types::MessageAttributeValue;
 

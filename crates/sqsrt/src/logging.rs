@@ -53,12 +53,7 @@ pub fn init(filter: &str) -> Result<(), String> {
 /// reports a retry); the default hook would print a multi-line text trace.
 fn log_panics() {
     std::panic::set_hook(Box::new(|info| {
-        let payload = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let payload = sqsrt_core::panic_message(info.payload());
         let location = info.location().map(ToString::to_string).unwrap_or_default();
         tracing::error!(panic = %payload, location = %location, "Panic caught.");
     }));
