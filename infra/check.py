@@ -235,6 +235,11 @@ def consistency(docs: list[dict], metric_names: set[str] | None) -> list[str]:
         p.append(f"terminationGracePeriodSeconds {pod.get('terminationGracePeriodSeconds', 30)} < shutdown grace {grace} + 5")
     if grace < timeout:
         p.append(f"shutdown grace {grace} < handler timeout {timeout}")
+    visibility, heartbeat = env.get("SQSRT_VISIBILITY_TIMEOUT_SECS"), env.get("SQSRT_HEARTBEAT_SECS")
+    if visibility is not None and heartbeat is not None and int(heartbeat) >= int(visibility):
+        p.append(f"heartbeat {heartbeat}s not below the visibility timeout {visibility}s")
+    if visibility is not None and int(visibility) < timeout:
+        p.append(f"visibility timeout {visibility}s < handler timeout {timeout}s")
     if "replicas" in dep["spec"]:
         p.append("Deployment sets replicas; KEDA owns the count")
     # Restricted Pod Security.
@@ -370,6 +375,11 @@ def broken_copies_fail(metric_names) -> list[str]:
     def privileged(d):
         d["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
 
+    def heartbeat(d):
+        for e in d["spec"]["template"]["spec"]["containers"][0]["env"]:
+            if e["name"] == "SQSRT_HEARTBEAT_SECS":
+                e["value"] = "60"
+
     def trigger_typo(d):
         d["spec"]["triggers"][0]["metadata"]["queueUrl"] = d["spec"]["triggers"][0]["metadata"].pop("queueURL")
 
@@ -391,6 +401,7 @@ def broken_copies_fail(metric_names) -> list[str]:
 
     for name, kind, change in [("termination grace", "Deployment", grace), ("queueLength", "ScaledObject", queue_length),
                                ("privilege escalation", "Deployment", privileged),
+                               ("heartbeat not below visibility", "Deployment", heartbeat),
                                ("trigger key typo", "ScaledObject", trigger_typo),
                                ("ServiceMonitor without selector", "ServiceMonitor", no_selector)]:
         if not consistency(mutated(kind, change), metric_names):

