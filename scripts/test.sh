@@ -63,6 +63,7 @@ PY
 
 stage "cargo bench smoke (harness runs, no timing)"
 cargo bench --locked -p sqsrt-core --bench engine -- --test
+cargo bench --locked -p sqsrt-lambda --bench adapter -- --test
 
 stage "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet

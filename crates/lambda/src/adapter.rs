@@ -12,7 +12,8 @@ use sqsrt_sqs::QueueClient;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::event::{EventError, into_messages, time_left};
+use crate::decode::SqsRecords;
+use crate::event::{EventError, RecordMeta, into_messages, time_left};
 use crate::settle::{Settled, Settler};
 
 /// Lambda-mode settings (see DESIGN.md "Configuration names").
@@ -96,6 +97,30 @@ impl From<InvocationError> for Diagnostic {
     }
 }
 
+/// An invocation payload the adapter can turn into messages: [`SqsRecords`]
+/// (the fast decoder [`SqsLambda::run`] uses) or `aws_lambda_events`'
+/// `SqsEvent`.
+pub trait IntoRecords {
+    /// The messages and what settling them needs, in record order.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError`] when the event cannot be processed record by record.
+    fn into_records(self) -> Result<(Vec<Message>, Vec<RecordMeta>), EventError>;
+}
+
+impl IntoRecords for SqsRecords {
+    fn into_records(self) -> Result<(Vec<Message>, Vec<RecordMeta>), EventError> {
+        self.into_messages()
+    }
+}
+
+impl IntoRecords for SqsEvent {
+    fn into_records(self) -> Result<(Vec<Message>, Vec<RecordMeta>), EventError> {
+        into_messages(self)
+    }
+}
+
 /// The Lambda adapter: runs each invocation's records through the engine and
 /// answers with partial batch failures.
 #[derive(Debug)]
@@ -126,7 +151,7 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         // Boxed: the runtime's future is deep enough to overflow rustc's
         // layout query depth when nested in callers' async fns.
         Box::pin(lambda_runtime::run(service_fn(
-            move |event: LambdaEvent<SqsEvent>| {
+            move |event: LambdaEvent<SqsRecords>| {
                 let this = Arc::clone(&this);
                 let invocation: Pin<
                     Box<dyn Future<Output = Result<SqsBatchResponse, InvocationError>> + Send>,
@@ -150,10 +175,10 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
     /// failed and the config asks for an error.
     pub async fn handle(
         &self,
-        event: SqsEvent,
+        event: impl IntoRecords,
         time_left: Option<Duration>,
     ) -> Result<SqsBatchResponse, InvocationError> {
-        let (messages, metas) = into_messages(event).inspect_err(|error| {
+        let (messages, metas) = event.into_records().inspect_err(|error| {
             tracing::error!(%error, "Invalid SQS event.");
         })?;
         let count = messages.len();

@@ -1,6 +1,7 @@
 //! `SqsEvent` records into core [`Message`]s, checked before anything runs.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
@@ -29,8 +30,9 @@ pub enum EventError {
 pub struct RecordMeta {
     /// The receipt handle, if the record had one.
     pub receipt_handle: Option<String>,
-    /// `eventSourceARN`, the queue it came from.
-    pub event_source_arn: Option<String>,
+    /// `eventSourceARN`, the queue it came from (shared by the records of
+    /// one queue).
+    pub event_source_arn: Option<Arc<str>>,
 }
 
 /// Converts every record, or fails on the first one without a message id.
@@ -80,7 +82,7 @@ fn convert(record: SqsMessage) -> (Message, RecordMeta) {
     );
     let meta = RecordMeta {
         receipt_handle: record.receipt_handle,
-        event_source_arn: record.event_source_arn,
+        event_source_arn: record.event_source_arn.map(Arc::from),
     };
     (message, meta)
 }

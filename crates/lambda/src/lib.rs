@@ -22,8 +22,10 @@
 //! ```
 
 pub mod adapter;
+pub mod decode;
 pub mod event;
 pub mod settle;
 
-pub use adapter::{InvocationError, LambdaConfig, SqsLambda};
+pub use adapter::{IntoRecords, InvocationError, LambdaConfig, SqsLambda};
+pub use decode::SqsRecords;
 pub use event::{EventError, RecordMeta};

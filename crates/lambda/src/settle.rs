@@ -234,14 +234,11 @@ impl<Q: QueueClient> Settler<Q> {
             else {
                 continue;
             };
-            by_arn
-                .entry(arn.as_str())
-                .or_default()
-                .push(VisibilityChange {
-                    id: index.to_string(),
-                    receipt_handle: receipt_handle.clone(),
-                    timeout_secs: visibility_secs(timeout),
-                });
+            by_arn.entry(&**arn).or_default().push(VisibilityChange {
+                id: index.to_string(),
+                receipt_handle: receipt_handle.clone(),
+                timeout_secs: visibility_secs(timeout),
+            });
         }
         let mut calls = JoinSet::new();
         let permits = Arc::new(tokio::sync::Semaphore::new(SQS_CONCURRENCY));

@@ -271,7 +271,10 @@ async fn fixtures_round_trip_through_the_adapter() {
     let missing = std::fs::read_to_string(format!("{dir}/missing-message-id.json")).unwrap();
     let queue = Arc::new(FakeQueue::default());
     let error = adapter(queue, None)
-        .handle(serde_json::from_str(&missing).unwrap(), None)
+        .handle(
+            serde_json::from_str::<sqsrt_lambda::SqsRecords>(&missing).unwrap(),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(error.to_string().contains("record 1 of 2 has no messageId"));

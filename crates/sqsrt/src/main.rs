@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use sqsrt::handlers::Builtin;
 
+// musl's allocator (the static builds) and glibc's spend most of a large
+// batch's decode in malloc/free; mimalloc cuts that (README, Performance).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = sqsrt::parse_args();
     let handler = Builtin::from(match &cli.mode {

@@ -13,20 +13,21 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use sqsrt_e2e::runtime_api::{Reply, RuntimeApi};
-use sqsrt_e2e::{ChildGuard, offline_aws_env, peak_rss_kib, sqsrt_bin};
+use sqsrt_e2e::{ChildGuard, fixture, offline_aws_env, peak_rss_kib, sqsrt_bin};
 
-fn event(n: usize) -> String {
+/// `n` copies of `tests/fixtures/bench-record.json`, each with its own id
+/// (10,000 of them: just under Lambda's 6 MiB payload limit).
+fn event(n: usize) -> anyhow::Result<String> {
+    let template: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("bench-record.json"))?)?;
     let records: Vec<Value> = (0..n)
         .map(|i| {
-            json!({
-                "messageId": format!("m-{i:05}"), "receiptHandle": format!("rh-{i}"),
-                "body": r#"{"action":"ok"}"#, "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {}, "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:q", "awsRegion": "us-east-1"
-            })
+            let mut r = template.clone();
+            r["messageId"] = json!(format!("059f36b4-87a3-44ab-83d2-{i:012}"));
+            r
         })
         .collect();
-    json!({ "Records": records }).to_string()
+    Ok(json!({ "Records": records }).to_string())
 }
 
 fn spawn(api: &RuntimeApi) -> anyhow::Result<(ChildGuard, u32, Instant)> {
@@ -82,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
     let (_child, pid, _) = spawn(&api)?;
     let mut rows = Vec::new();
     for n in [10, 10_000] {
-        let body = event(n);
+        let body = event(n)?;
         let mut times = Vec::new();
         for _ in 0..(if n == 10 { 50 } else { 10 }) {
             let answer = api

@@ -1,0 +1,325 @@
+//! The fast path from event JSON to core [`Message`]s.
+//!
+//! The stock path deserializes into `aws_lambda_events`' `SqsEvent` (a
+//! `String` for every field, `md5OfBody`, `eventSource` and `awsRegion`
+//! included) and then converts each record. [`SqsRecords`] is a hand-written
+//! `serde` visitor that builds the messages directly: field names are matched
+//! without allocating, fields sqsrt never reads are skipped, and the queue ARN
+//! repeated on every record is stored once per run of equal values.
+//! Hand-written (not derived) because a derived struct would allocate the
+//! skipped fields and could not share the ARN.
+//!
+//! It gives the same messages, metas and missing-id error as
+//! `into_messages(serde_json::from_slice::<SqsEvent>(..))` on every event the
+//! stock path accepts (tested on every fixture and on generated events in
+//! `tests/decode.rs`). It is more lenient in one way only: the skipped fields
+//! (`md5OfBody`, `md5OfMessageAttributes`, `eventSource`, `awsRegion`,
+//! `stringListValues`, `binaryListValues`) are not type-checked.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use sqsrt_core::{AttributeValue, Message, MessageAttribute};
+use sqsrt_sqs::message_from_parts;
+
+use crate::event::{EventError, RecordMeta};
+
+/// An SQS event decoded into core messages and what the adapter needs to
+/// settle them. Deserialize it from the invocation payload.
+#[derive(Debug, Default)]
+pub struct SqsRecords {
+    messages: Vec<Message>,
+    metas: Vec<RecordMeta>,
+    /// Index of the first record without a usable `messageId`.
+    missing_id: Option<usize>,
+}
+
+impl SqsRecords {
+    /// The messages and their metas, or the error for a record without a
+    /// `messageId` (then nothing may run).
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::MissingMessageId`] when a record's `messageId` is absent or empty.
+    pub fn into_messages(self) -> Result<(Vec<Message>, Vec<RecordMeta>), EventError> {
+        match self.missing_id {
+            Some(index) => Err(EventError::MissingMessageId {
+                index,
+                count: self.messages.len(),
+            }),
+            None => Ok((self.messages, self.metas)),
+        }
+    }
+
+    /// Number of records in the event.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether the event has no record.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for SqsRecords {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EventVisitor)
+    }
+}
+
+struct EventVisitor;
+
+impl<'de> Visitor<'de> for EventVisitor {
+    type Value = SqsRecords;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an SQS event (an object with `Records`)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SqsRecords, A::Error> {
+        let mut records = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            if key.0 == "Records" {
+                if records.is_some() {
+                    return Err(de::Error::duplicate_field("Records"));
+                }
+                records = Some(map.next_value_seed(RecordsSeed)?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        records.ok_or_else(|| de::Error::missing_field("Records"))
+    }
+}
+
+/// A map key or string value borrowed from the input when it has no escape.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(v.to_owned().into()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(v.into()))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct RecordsSeed;
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed {
+    type Value = SqsRecords;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<SqsRecords, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed {
+    type Value = SqsRecords;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of SQS records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SqsRecords, A::Error> {
+        let capacity = seq.size_hint().unwrap_or(0).min(10_000);
+        let mut out = SqsRecords {
+            messages: Vec::with_capacity(capacity),
+            metas: Vec::with_capacity(capacity),
+            missing_id: None,
+        };
+        let mut last_arn: Option<Arc<str>> = None;
+        while let Some(record) = seq.next_element_seed(RecordSeed {
+            last_arn: &mut last_arn,
+        })? {
+            let Record {
+                has_id,
+                message,
+                meta,
+            } = record;
+            if !has_id && out.missing_id.is_none() {
+                out.missing_id = Some(out.messages.len());
+            }
+            out.messages.push(message);
+            out.metas.push(meta);
+        }
+        Ok(out)
+    }
+}
+
+struct Record {
+    /// Whether the record has a usable (present, non-empty) `messageId`.
+    has_id: bool,
+    message: Message,
+    meta: RecordMeta,
+}
+
+struct RecordSeed<'a> {
+    last_arn: &'a mut Option<Arc<str>>,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    type Value = Record;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Record, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+/// Sets a field once; a repeated field is an error, as with a derived struct.
+fn set_once<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::duplicate_field(name));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = Record;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an SQS record")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
+        let mut id: Option<Option<String>> = None;
+        let mut receipt_handle: Option<Option<String>> = None;
+        let mut body: Option<Option<String>> = None;
+        let mut arn: Option<Option<Key<'de>>> = None;
+        let mut attributes: Option<HashMap<String, String>> = None;
+        let mut message_attributes: Option<HashMap<String, MessageAttribute>> = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match &*key.0 {
+                "messageId" => set_once(&mut id, map.next_value()?, "messageId")?,
+                "receiptHandle" => {
+                    set_once(&mut receipt_handle, map.next_value()?, "receiptHandle")?;
+                }
+                "body" => set_once(&mut body, map.next_value()?, "body")?,
+                "eventSourceARN" => set_once(&mut arn, map.next_value()?, "eventSourceARN")?,
+                "attributes" => set_once(
+                    &mut attributes,
+                    map.next_value::<Option<SizedMap<String>>>()?
+                        .map(|m| m.0)
+                        .unwrap_or_default(),
+                    "attributes",
+                )?,
+                "messageAttributes" => set_once(
+                    &mut message_attributes,
+                    map.next_value::<Option<HashMap<String, WireAttribute>>>()?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(name, a)| (name, a.into_core()))
+                        .collect(),
+                    "messageAttributes",
+                )?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let id = id.flatten().filter(|id| !id.is_empty());
+        let event_source_arn = arn.flatten().map(|arn| match self.last_arn {
+            Some(last) if **last == *arn.0 => Arc::clone(last),
+            _ => {
+                let shared: Arc<str> = Arc::from(&*arn.0);
+                *self.last_arn = Some(Arc::clone(&shared));
+                shared
+            }
+        });
+        let has_id = id.is_some();
+        let message = message_from_parts(
+            id.unwrap_or_default(),
+            body.flatten().unwrap_or_default(),
+            attributes.unwrap_or_default(),
+            message_attributes.unwrap_or_default(),
+        );
+        Ok(Record {
+            has_id,
+            message,
+            meta: RecordMeta {
+                receipt_handle: receipt_handle.flatten(),
+                event_source_arn,
+            },
+        })
+    }
+}
+
+/// A map deserialized into a table sized for SQS's usual handful of system
+/// attributes up front: serde's own `HashMap` impl starts empty (JSON gives
+/// no length) and rehashes twice on the way to four entries.
+struct SizedMap<V>(HashMap<String, V>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for SizedMap<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for MapVisitor<V> {
+            type Value = SizedMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SizedMap<V>, A::Error> {
+                let mut out = HashMap::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((key, value)) = map.next_entry()? {
+                    out.insert(key, value);
+                }
+                Ok(SizedMap(out))
+            }
+        }
+        deserializer.deserialize_map(MapVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A message attribute as the event writes it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireAttribute {
+    string_value: Option<String>,
+    #[serde(default, deserialize_with = "base64_bytes")]
+    binary_value: Option<Vec<u8>>,
+    data_type: Option<String>,
+}
+
+impl WireAttribute {
+    fn into_core(self) -> MessageAttribute {
+        let value = match (self.string_value, self.binary_value) {
+            (Some(s), _) => AttributeValue::String(s),
+            (None, Some(b)) => AttributeValue::Binary(b),
+            (None, None) => AttributeValue::String(String::new()),
+        };
+        MessageAttribute {
+            data_type: self.data_type.unwrap_or_else(|| "String".to_owned()),
+            value,
+        }
+    }
+}
+
+fn base64_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<u8>>, D::Error> {
+    let Some(text) = Option::<Key<'de>>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(&*text.0)
+        .map(Some)
+        .map_err(de::Error::custom)
+}

@@ -1,0 +1,198 @@
+//! The fast decoder ([`SqsRecords`]) against the stock path
+//! (`aws_lambda_events::SqsEvent` + `into_messages`): the same messages,
+//! metas and errors on every fixture and on generated events.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use serde_json::{Value, json};
+use sqsrt_lambda::SqsRecords;
+use sqsrt_lambda::event::into_messages;
+
+/// Both decoders on the same bytes: equal results, or both rejecting.
+fn assert_same(bytes: &[u8]) {
+    let stock = serde_json::from_slice::<SqsEvent>(bytes).map(into_messages);
+    let fast = serde_json::from_slice::<SqsRecords>(bytes).map(SqsRecords::into_messages);
+    match (stock, fast) {
+        (Ok(stock), Ok(fast)) => assert_eq!(stock, fast, "{}", String::from_utf8_lossy(bytes)),
+        (Err(_), Err(_)) => {}
+        (stock, fast) => panic!(
+            "decoders disagree on {}:\nstock {stock:?}\nfast {fast:?}",
+            String::from_utf8_lossy(bytes)
+        ),
+    }
+}
+
+#[test]
+fn every_fixture_decodes_the_same() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() == "expected.json" {
+            continue;
+        }
+        assert_same(&std::fs::read(&path).unwrap());
+        seen += 1;
+    }
+    assert!(seen >= 6, "only {seen} fixtures");
+}
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[usize::try_from(self.below(items.len() as u64)).expect("below len")]
+    }
+}
+
+const TEXTS: &[&str] = &[
+    "",
+    "plain",
+    "{\"action\":\"ok\",\"n\":1}",
+    "quote \" backslash \\ newline \n tab \t",
+    "unicode é ✓ 😀 \u{1F600}",
+    "\u{0}\u{1f} control",
+    "arn:aws:sqs:us-east-1:123456789012:orders",
+    "arn:aws:sqs:eu-west-1:123456789012:orders.fifo",
+];
+
+/// A value for a string field: usually a string, sometimes null or absent.
+fn maybe_string(rng: &mut Rng, record: &mut serde_json::Map<String, Value>, key: &str) {
+    match rng.below(10) {
+        0 => {}
+        1 => {
+            record.insert(key.to_owned(), Value::Null);
+        }
+        _ => {
+            record.insert(key.to_owned(), json!(rng.pick(TEXTS)));
+        }
+    }
+}
+
+fn record(rng: &mut Rng) -> Value {
+    let mut r = serde_json::Map::new();
+    match rng.below(20) {
+        0 => {}
+        1 => {
+            r.insert("messageId".into(), Value::Null);
+        }
+        2 => {
+            r.insert("messageId".into(), json!(""));
+        }
+        _ => {
+            r.insert("messageId".into(), json!(format!("id-{}", rng.next())));
+        }
+    }
+    for key in [
+        "receiptHandle",
+        "body",
+        "md5OfBody",
+        "eventSource",
+        "awsRegion",
+        "eventSourceARN",
+    ] {
+        maybe_string(rng, &mut r, key);
+    }
+    if rng.below(8) > 0 {
+        let mut attributes = serde_json::Map::new();
+        for (key, value) in [
+            ("ApproximateReceiveCount", format!("{}", rng.below(5))),
+            (
+                "SentTimestamp",
+                format!("{}", 1_700_000_000_000 + rng.below(1_000_000)),
+            ),
+            ("MessageGroupId", rng.pick(TEXTS).to_owned()),
+            ("SenderId", "AIDAIENQZJOLO23YVJ4VO".to_owned()),
+            ("ApproximateReceiveCount", "not a number".to_owned()),
+        ] {
+            if rng.below(3) > 0 {
+                attributes.insert(key.to_owned(), json!(value));
+            }
+        }
+        r.insert("attributes".into(), Value::Object(attributes));
+    } else if rng.below(2) == 0 {
+        r.insert("attributes".into(), Value::Null);
+    }
+    if rng.below(3) > 0 {
+        let mut attrs = serde_json::Map::new();
+        for i in 0..rng.below(4) {
+            let a = match rng.below(5) {
+                0 => json!({"stringValue": rng.pick(TEXTS), "dataType": "String"}),
+                1 => {
+                    json!({"stringValue": "42", "dataType": "Number.int", "stringListValues": [], "binaryListValues": []})
+                }
+                2 => json!({"binaryValue": "AAEC/w==", "dataType": "Binary"}),
+                3 => json!({"binaryValue": null, "stringValue": null}),
+                _ => json!({"dataType": "String"}),
+            };
+            attrs.insert(format!("attr{i}"), a);
+        }
+        r.insert("messageAttributes".into(), Value::Object(attrs));
+    }
+    if rng.below(10) == 0 {
+        r.insert(
+            "somethingNew".into(),
+            json!({"nested": [1, 2, {"x": null}]}),
+        );
+    }
+    Value::Object(r)
+}
+
+#[test]
+fn generated_events_decode_the_same() {
+    let mut rng = Rng(0x5EED_5EED_1234_5678);
+    for _ in 0..2_000 {
+        let n = rng.below(12);
+        let records: Vec<Value> = (0..n).map(|_| record(&mut rng)).collect();
+        let event = json!({ "Records": records, "extra": rng.below(2) == 0 });
+        assert_same(event.to_string().as_bytes());
+    }
+}
+
+#[test]
+fn malformed_events_are_rejected_by_both() {
+    for bad in [
+        &b"not json"[..],
+        b"{}",
+        b"[]",
+        b"{\"Records\": {}}",
+        b"{\"Records\": [1]}",
+        b"{\"Records\": [{\"messageId\": 7}]}",
+        b"{\"Records\": [{\"messageId\": \"a\", \"body\": [\"x\"]}]}",
+        b"{\"Records\": [{\"messageId\": \"a\", \"attributes\": {\"k\": 1}}]}",
+        b"{\"Records\": [{\"messageId\": \"a\", \"messageAttributes\": {\"k\": {\"binaryValue\": \"%%%\"}}}]}",
+        b"{\"Records\": [{\"messageId\": \"a\", \"messageId\": \"b\"}]}",
+        b"{\"Records\": [], \"Records\": []}",
+        b"{\"Records\": [{\"messageId\": \"a\"}]",
+    ] {
+        assert!(serde_json::from_slice::<SqsEvent>(bad).is_err(), "stock accepted {}", String::from_utf8_lossy(bad));
+        assert!(
+            serde_json::from_slice::<SqsRecords>(bad).is_err(),
+            "fast accepted {}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[test]
+fn a_missing_message_id_names_the_record_in_both() {
+    let event = br#"{"Records":[{"messageId":"a"},{"body":"x"},{"messageId":""}]}"#;
+    assert_same(event);
+    let error = serde_json::from_slice::<SqsRecords>(event)
+        .unwrap()
+        .into_messages()
+        .unwrap_err();
+    assert_eq!(
+        error.to_string().split(" has").next(),
+        Some("record 1 of 3")
+    );
+}
