@@ -1,5 +1,7 @@
 //! Engine cost per record with a no-op handler: 10 and 10,000 records,
-//! standard and FIFO (100 groups), and typed JSON decoding.
+//! standard and FIFO (100 groups), and typed JSON decoding, on the
+//! multi-thread runtime the binary uses; the standard case also on a
+//! current-thread runtime, for comparison. The allocator is the binary's.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -9,6 +11,16 @@ use serde::Deserialize;
 use sqsrt_core::{
     BatchOptions, Context, Engine, EngineConfig, HandlerError, Message, handler_fn, json_fn,
 };
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime builds on this machine")
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -39,6 +51,7 @@ struct Order {
 
 fn engine(c: &mut Criterion) {
     let rt = runtime();
+    let single = current_thread();
     let noop = Engine::new(
         handler_fn(|_m: Message, _ctx: Context| async { Ok::<(), HandlerError>(()) }),
         EngineConfig::default(),
@@ -63,6 +76,13 @@ fn engine(c: &mut Criterion) {
             &standard,
             |b, msgs| {
                 b.iter(|| rt.block_on(noop.run_batch(msgs.clone(), &options)));
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("noop-standard-current-thread", n),
+            &standard,
+            |b, msgs| {
+                b.iter(|| single.block_on(noop.run_batch(msgs.clone(), &options)));
             },
         );
         let fifo = batch(n, Some(100), "{}");

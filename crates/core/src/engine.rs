@@ -4,9 +4,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroUsize;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{Id, JoinSet};
 use tokio::time::{Instant, sleep_until};
@@ -97,9 +99,15 @@ impl<H> Clone for Engine<H> {
     }
 }
 
-/// What a handler task hands back: the handler's result (`None` on timeout)
-/// and how long it ran.
-type TaskOutput = (Option<Result<(), HandlerError>>, Duration);
+/// What a handler task hands back: its message's index, the handler's result
+/// (`Ok(None)` on timeout, `Err` with the message of a panic) and how long it
+/// ran. Panics are caught inside the task, so the index always comes back
+/// and no task-id lookup is needed per message.
+type TaskOutput = (
+    usize,
+    Result<Option<Result<(), HandlerError>>, String>,
+    Duration,
+);
 
 /// Far enough that a timer never fires, near enough for tokio's timer wheel.
 const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
@@ -164,7 +172,8 @@ impl<H: Handler> Engine<H> {
     {
         let mut batch = Batch::new(messages);
         let mut running: JoinSet<TaskOutput> = JoinSet::new();
-        let mut running_index: HashMap<Id, usize> = HashMap::new();
+        // The task of each running message; `None` once it is reported.
+        let mut task_of: Vec<Option<Id>> = vec![None; batch.slots.len()];
         let mut stopped: Option<SkipReason> = None;
 
         let now = Instant::now();
@@ -199,7 +208,7 @@ impl<H: Handler> Engine<H> {
                         permit,
                         options,
                         &mut running,
-                        &mut running_index,
+                        &mut task_of,
                     );
                 }
             }
@@ -214,35 +223,39 @@ impl<H: Handler> Engine<H> {
             tokio::select! {
                 biased;
                 () = &mut abandon_signal => {
-                    batch.abandon(&running_index, &stopped.unwrap_or(SkipReason::Shutdown), "abandoned: shutdown grace ran out", &mut on_report);
+                    batch.abandon(&task_of, &stopped.unwrap_or(SkipReason::Shutdown), "abandoned: shutdown grace ran out", &mut on_report);
                     break;
                 }
                 () = &mut abandon_sleep, if options.abandon_deadline.is_some() => {
-                    batch.abandon(&running_index, &stopped.unwrap_or(SkipReason::Deadline), "abandoned: invocation deadline reached", &mut on_report);
+                    batch.abandon(&task_of, &stopped.unwrap_or(SkipReason::Deadline), "abandoned: invocation deadline reached", &mut on_report);
                     break;
                 }
-                Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
-                    let (id, output) = match joined {
-                        Ok((id, output)) => (id, Ok(output)),
-                        Err(error) => (error.id(), Err(error)),
-                    };
-                    let index = running_index.remove(&id).expect("every task is indexed when spawned");
-                    let (outcome, elapsed) = match output {
-                        Ok((Some(result), elapsed)) => (result.map_or_else(Outcome::from, |()| Outcome::Success), Some(elapsed)),
-                        Ok((None, elapsed)) => (Outcome::Retry {
+                Some(joined) = running.join_next(), if !running.is_empty() => {
+                    let (index, outcome, elapsed) = match joined {
+                        Ok((index, Ok(Some(result)), elapsed)) => (index, result.map_or_else(Outcome::from, |()| Outcome::Success), Some(elapsed)),
+                        Ok((index, Ok(None), elapsed)) => (index, Outcome::Retry {
                             reason: format!("handler timed out after {:?}", self.config.handler_timeout),
                             delay: None,
                         }, Some(elapsed)),
-                        Err(error) => (Outcome::Retry { reason: panic_reason(error), delay: None }, None),
+                        Ok((index, Err(panic), _)) => (index, Outcome::Retry { reason: format!("handler panicked: {panic}"), delay: None }, None),
+                        // Only a task cancelled from outside (runtime shutdown) ends this way.
+                        Err(error) => {
+                            let Some(index) = task_of.iter().position(|t| *t == Some(error.id())) else { continue };
+                            (index, Outcome::Retry { reason: "handler task was cancelled".to_owned(), delay: None }, None)
+                        }
                     };
+                    task_of[index] = None;
                     batch.finish(index, outcome, elapsed, stopped.as_ref(), &mut on_report);
                 }
                 () = &mut stop_signal, if stopped.is_none() => {}
                 () = &mut start_sleep, if stopped.is_none() && options.start_deadline.is_some() => {}
-                permit = Arc::clone(&self.permits).acquire_owned(), if stopped.is_none() && !batch.ready.is_empty() => {
+                // Waited on only while none of this batch's handlers runs: otherwise
+                // their completions free permits and the top-up above takes them,
+                // without queueing (and dequeueing) a waiter on every turn.
+                permit = Arc::clone(&self.permits).acquire_owned(), if stopped.is_none() && !batch.ready.is_empty() && running.is_empty() => {
                     let permit = permit.expect("the engine never closes its semaphore");
                     let index = batch.ready.pop_front().expect("checked non-empty");
-                    self.spawn(&mut batch, index, permit, options, &mut running, &mut running_index);
+                    self.spawn(&mut batch, index, permit, options, &mut running, &mut task_of);
                 }
             }
         }
@@ -257,7 +270,7 @@ impl<H: Handler> Engine<H> {
         permit: OwnedSemaphorePermit,
         options: &BatchOptions,
         running: &mut JoinSet<TaskOutput>,
-        running_index: &mut HashMap<Id, usize>,
+        task_of: &mut [Option<Id>],
     ) {
         let message = batch.slots[index]
             .take()
@@ -270,16 +283,24 @@ impl<H: Handler> Engine<H> {
             deadline = deadline.min(start_deadline);
         }
         let ctx = Context::new(deadline, options.abandon.clone());
-        // The caller's span (e.g. Lambda's request id) follows the handler into its task.
         let task = async move {
             let _permit = permit;
-            let result = tokio::time::timeout(timeout, handler.handle(message, ctx))
-                .await
-                .ok();
-            (result, started.elapsed())
+            let run = AssertUnwindSafe(tokio::time::timeout(timeout, handler.handle(message, ctx)))
+                .catch_unwind()
+                .await;
+            let result = run
+                .map(Result::ok)
+                .map_err(|payload| panic_message(&*payload));
+            (index, result, started.elapsed())
         };
-        let handle = running.spawn(task.instrument(tracing::Span::current()));
-        running_index.insert(handle.id(), index);
+        // The caller's span (e.g. Lambda's request id) follows the handler into its task.
+        let span = tracing::Span::current();
+        let handle = if span.is_none() {
+            running.spawn(task)
+        } else {
+            running.spawn(task.instrument(span))
+        };
+        task_of[index] = Some(handle.id());
     }
 }
 
@@ -388,13 +409,14 @@ impl Batch {
     /// started as skipped.
     fn abandon(
         &mut self,
-        running_index: &HashMap<Id, usize>,
+        task_of: &[Option<Id>],
         skip: &SkipReason,
         why: &str,
         on_report: &mut impl FnMut(Report),
     ) {
-        let mut running: Vec<usize> = running_index.values().copied().collect();
-        running.sort_unstable();
+        let running: Vec<usize> = (0..task_of.len())
+            .filter(|&i| task_of[i].is_some())
+            .collect();
         for index in running {
             let outcome = Outcome::Retry {
                 reason: why.to_owned(),
@@ -406,13 +428,6 @@ impl Batch {
             self.skip_chain(Some(index), skip, on_report);
         }
     }
-}
-
-fn panic_reason(error: tokio::task::JoinError) -> String {
-    if !error.is_panic() {
-        return "handler task was cancelled".to_owned();
-    }
-    format!("handler panicked: {}", panic_message(&*error.into_panic()))
 }
 
 /// The text a panic was raised with (`panic!("...")`), or a placeholder for

@@ -16,10 +16,18 @@ fn main() -> ExitCode {
         sqsrt::cli::Mode::Lambda(a) => a.common.handler,
         sqsrt::cli::Mode::Worker(a) => a.common.handler,
     });
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Lambda functions below 1,769 MB get less than one vCPU (the cgroup
+    // quota `available_parallelism` reads): there a current-thread runtime
+    // saves the hand-off to worker threads, ~45 us per small invocation
+    // (`cargo bench -p sqsrt-core --bench engine`). With more CPUs, and in
+    // worker mode, handlers run in parallel on the multi-thread runtime.
+    let one_cpu = std::thread::available_parallelism().map_or(true, |n| n.get() == 1);
+    let mut builder = if one_cpu && matches!(cli.mode, sqsrt::cli::Mode::Lambda(_)) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("sqsrt: cannot start the async runtime: {error}");
