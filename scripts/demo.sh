@@ -22,8 +22,8 @@ port=$(free_port)
 logs=$(mktemp -d)
 pids=()
 cleanup() {
-  for pid in "${pids[@]}" ${LOCALSTACK_PID:-}; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  stop_localstack
 }
 trap cleanup EXIT
 cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port" >"$logs/watch.log" 2>&1 &

@@ -123,6 +123,18 @@ start_localstack() {
   export SQSRT_LOCALSTACK_ENDPOINT="$AWS_ENDPOINT_URL"
 }
 
+# Stops the LocalStack started by start_localstack: SIGTERM, then SIGKILL
+# after 10 s (its shutdown can hang, and a trap must not).
+stop_localstack() {
+  [ -n "${LOCALSTACK_PID:-}" ] || return 0
+  kill "$LOCALSTACK_PID" 2>/dev/null || return 0
+  for _ in $(seq 50); do
+    kill -0 "$LOCALSTACK_PID" 2>/dev/null || return 0
+    sleep 0.2
+  done
+  kill -9 "$LOCALSTACK_PID" 2>/dev/null || true
+}
+
 # SQS admin (create queues, send, count) with LocalStack's own boto3.
 sqs_admin() {
   "$LOCALSTACK_VENV/bin/python" "$SQSRT_ROOT/scripts/sqs_admin.py" "$@"

@@ -30,7 +30,7 @@ scripts/image.sh
 
 stage "start LocalStack (SQS) on 127.0.0.1"
 logs="$(mktemp -d)"
-trap 'kill "${LOCALSTACK_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+trap stop_localstack EXIT
 start_localstack "$(free_port)" "$logs/localstack.log"
 echo "LocalStack at $SQSRT_LOCALSTACK_ENDPOINT (log: $logs/localstack.log)"
 
@@ -64,6 +64,10 @@ PY
 stage "cargo bench smoke (harness runs, no timing)"
 cargo bench --locked -p sqsrt-core --bench engine -- --test
 cargo bench --locked -p sqsrt-lambda --bench adapter -- --test
+
+stage "end-to-end bench smoke (scripts/bench.sh --smoke: the harness runs, no timing judged)"
+stop_localstack  # bench.sh starts its own
+scripts/bench.sh --smoke
 
 stage "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet

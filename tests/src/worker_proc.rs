@@ -228,6 +228,22 @@ impl WorkerProc {
     }
 }
 
+impl WorkerProc {
+    /// The sum of every sample of metric `name` (all label sets).
+    ///
+    /// # Errors
+    ///
+    /// When the scrape fails.
+    pub fn metric_sum(&self, name: &str) -> anyhow::Result<f64> {
+        let (_, body) = self.get("/metrics")?;
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+}
+
 impl Drop for WorkerProc {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -2,7 +2,8 @@
 //! binary size, exec to first Runtime API poll (median of N starts), warm
 //! invocation latency for 10- and 10,000-record events, and peak RSS.
 //!
-//! `cargo run --release -p sqsrt-e2e --bin lambda-measure [-- --starts N]`
+//! `cargo run --release -p sqsrt-e2e --bin lambda-measure [-- --starts N] [--invocations N] [--rows]`
+//! (`--rows`: table rows without the header, for `scripts/bench.sh`)
 
 // Sizes and RSS are far below 2^52: the f64 display is exact enough.
 #![allow(clippy::cast_precision_loss)]
@@ -55,7 +56,7 @@ fn median(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
 }
 
 fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 #[tokio::main]
@@ -66,6 +67,11 @@ async fn main() -> anyhow::Result<()> {
         .position(|a| a == "--starts")
         .and_then(|i| args.get(i + 1))
         .map_or(Ok(20), |s| s.parse())?;
+    let invocations: usize = args
+        .iter()
+        .position(|a| a == "--invocations")
+        .and_then(|i| args.get(i + 1))
+        .map_or(Ok(10), |s| s.parse())?;
     let bin = sqsrt_bin()?;
     let size = std::fs::metadata(&bin)?.len();
 
@@ -85,7 +91,11 @@ async fn main() -> anyhow::Result<()> {
     for n in [10, 10_000] {
         let body = event(n)?;
         let mut times = Vec::new();
-        for _ in 0..(if n == 10 { 50 } else { 10 }) {
+        for _ in 0..(if n == 10 {
+            invocations * 5
+        } else {
+            invocations
+        }) {
             let answer = api
                 .invoke(
                     body.clone(),
@@ -105,34 +115,39 @@ async fn main() -> anyhow::Result<()> {
     }
     let busy_rss = peak_rss_kib(pid)?;
 
-    println!("| measure | value |");
-    println!("|---|---|");
+    if !args.iter().any(|a| a == "--rows") {
+        println!("| measure | median (min-max) | target |");
+        println!("|---|---|---|");
+    }
     println!(
-        "| release binary ({}) | {:.2} MB |",
-        bin.display(),
+        "| Lambda: static binary ({}) | {:.1} MB | < 8 MB |",
+        bin.file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
         size as f64 / 1_000_000.0
     );
     let (lo, mid, hi) = median(cold);
     println!(
-        "| exec to first Runtime API poll, median of {starts} | {} (min {}, max {}) |",
+        "| Lambda: exec to first Runtime API poll, {starts} starts | {} ({}-{}) | < 10 ms |",
         ms(mid),
         ms(lo),
         ms(hi)
     );
     for (n, (lo, mid, hi)) in rows {
+        let target = if n == 10_000 { "< 20 ms" } else { "" };
         println!(
-            "| warm invocation, {n} records, median | {} (min {}, max {}) |",
+            "| Lambda: warm invocation, {n} records ({} KB event) | {} ({}-{}) | {target} |",
+            event(n)?.len() / 1000,
             ms(mid),
             ms(lo),
             ms(hi)
         );
     }
     println!(
-        "| peak RSS idle (after first poll) | {:.1} MiB |",
+        "| Lambda: peak RSS idle (after first poll) | {:.1} MiB | < 20 MB |",
         idle_rss as f64 / 1024.0
     );
     println!(
-        "| peak RSS after 10,000-record batches | {:.1} MiB |",
+        "| Lambda: peak RSS after 10,000-record batches | {:.1} MiB | |",
         busy_rss as f64 / 1024.0
     );
     Ok(())

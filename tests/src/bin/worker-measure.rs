@@ -1,10 +1,12 @@
-//! Measures the release `sqsrt worker` against LocalStack and prints a
-//! markdown table: messages/s for a no-op and a 100 ms handler at
-//! `--max-in-flight 100`, CPU time per 1,000 messages, peak RSS, and
-//! SIGTERM-to-exit under load.
+//! Measures the release `sqsrt worker` against LocalStack and prints markdown
+//! table rows: throughput with a handler whose time is random (exponential,
+//! mean 100 ms) at `--max-in-flight 50` against the limit c/d = 500 msgs/s,
+//! throughput with a no-op handler and the request rate LocalStack served,
+//! worker CPU per message (user + sys from /proc), peak RSS, and SIGTERM to
+//! exit at full load. Each throughput run is repeated: medians with min-max.
 //!
-//! Needs `SQSRT_LOCALSTACK_ENDPOINT` (see `scripts/measure-worker.sh`).
-//! `cargo run --release -p sqsrt-e2e --bin worker-measure [-- --messages N]`
+//! Needs `SQSRT_LOCALSTACK_ENDPOINT` (see `scripts/bench.sh`).
+//! `worker-measure [--messages N] [--repeat R] [--rows]` (`--rows`: no header)
 
 // Counts and times far below 2^52: the f64 display is exact enough.
 #![allow(clippy::cast_precision_loss)]
@@ -15,6 +17,9 @@ use anyhow::Context as _;
 use sqsrt_e2e::localstack;
 use sqsrt_e2e::peak_rss_kib;
 use sqsrt_e2e::worker_proc::WorkerProc;
+
+const MAX_IN_FLIGHT: usize = 50;
+const MEAN_MS: f64 = 100.0;
 
 /// user + system CPU time of a process, from /proc.
 fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
@@ -30,25 +35,39 @@ fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     Ok(Duration::from_millis(ticks * 10))
 }
 
-fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
-    Ok(peak_rss_kib(pid)? as f64 / 1024.0)
-}
-
 struct Run {
     rate: f64,
-    cpu_per_1000: Duration,
+    requests_per_sec: f64,
+    cpu_us_per_msg: f64,
     rss_mib: f64,
 }
 
-async fn drain_run(sqs: &aws_sdk_sqs::Client, n: usize, body: &str) -> anyhow::Result<Run> {
+/// Bodies for the scripted handler: sleep an exponentially distributed time.
+fn exponential_bodies(n: usize, seed: u64) -> Vec<String> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..n)
+        .map(|_| {
+            let ms = -MEAN_MS * (1.0 - rng.f64()).ln();
+            format!(r#"{{"action":"sleep","ms":{}}}"#, ms.round())
+        })
+        .collect()
+}
+
+async fn drain_run(sqs: &aws_sdk_sqs::Client, bodies: &[String]) -> anyhow::Result<Run> {
+    let n = bodies.len();
     let queues = localstack::create_queues(sqs, "measure", false, 30, 5).await?;
-    let bodies: Vec<String> = (0..n).map(|_| body.to_owned()).collect();
-    localstack::send(sqs, &queues.url, &bodies).await?;
+    localstack::send(sqs, &queues.url, bodies).await?;
     let worker = WorkerProc::start(
         &queues.url,
-        &["--max-in-flight", "100", "--log-level", "info"],
+        &[
+            "--max-in-flight",
+            &MAX_IN_FLIGHT.to_string(),
+            "--log-level",
+            "info",
+        ],
     )?;
     let cpu_before = cpu_time(worker.pid())?;
+    let requests_before = worker.metric_sum("sqsrt_sqs_requests_total")?;
     let start = Instant::now();
     loop {
         let done = worker.metric(r#"sqsrt_messages_processed_total{outcome="success"}"#)?;
@@ -59,39 +78,66 @@ async fn drain_run(sqs: &aws_sdk_sqs::Client, n: usize, body: &str) -> anyhow::R
             start.elapsed() < Duration::from_secs(300),
             "drain took too long"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let took = start.elapsed();
+    let took = start.elapsed().as_secs_f64();
     let cpu = cpu_time(worker.pid())?.saturating_sub(cpu_before);
+    let requests = worker.metric_sum("sqsrt_sqs_requests_total")? - requests_before;
     Ok(Run {
-        rate: n as f64 / took.as_secs_f64(),
-        cpu_per_1000: cpu.mul_f64(1000.0 / n as f64),
-        rss_mib: peak_rss_mib(worker.pid())?,
+        rate: n as f64 / took,
+        requests_per_sec: requests / took,
+        cpu_us_per_msg: cpu.as_secs_f64() * 1e6 / n as f64,
+        rss_mib: peak_rss_kib(worker.pid())? as f64 / 1024.0,
     })
+}
+
+/// "median (min-max)" of `values`, formatted with `digits` decimals.
+fn spread(mut values: Vec<f64>, digits: usize) -> String {
+    values.sort_by(f64::total_cmp);
+    let mid = values[values.len() / 2];
+    if values.len() == 1 {
+        return format!("{mid:.digits$}");
+    }
+    format!(
+        "{mid:.digits$} ({:.digits$}-{:.digits$})",
+        values[0],
+        values[values.len() - 1]
+    )
+}
+
+fn arg(args: &[String], name: &str, default: usize) -> anyhow::Result<usize> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map_or(Ok(default), |s| {
+            s.parse().with_context(|| format!("{name} {s}"))
+        })
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let n: usize = args
-        .iter()
-        .position(|a| a == "--messages")
-        .and_then(|i| args.get(i + 1))
-        .map_or(Ok(3000), |s| s.parse())?;
+    let n = arg(&args, "--messages", 3000)?;
+    let repeat = arg(&args, "--repeat", 3)?.max(1);
     let sqs = localstack::client().await?;
 
-    let noop = drain_run(&sqs, n, r#"{"action":"ok"}"#).await?;
-    let slow = drain_run(&sqs, n, r#"{"action":"sleep","ms":100}"#).await?;
+    let mut random = Vec::new();
+    let mut noop = Vec::new();
+    for round in 0..repeat {
+        random.push(drain_run(&sqs, &exponential_bodies(n, round as u64)).await?);
+        noop.push(drain_run(&sqs, &vec![r#"{"action":"ok"}"#.to_owned(); n]).await?);
+    }
 
-    // SIGTERM at full load: 100 handlers of 1 s running.
+    // SIGTERM at full load: MAX_IN_FLIGHT handlers of 1 s running.
     let queues = localstack::create_queues(&sqs, "measure-term", false, 30, 5).await?;
-    let bodies: Vec<String> = (0..400)
-        .map(|_| r#"{"action":"sleep","ms":1000}"#.to_owned())
-        .collect();
+    let bodies = vec![r#"{"action":"sleep","ms":1000}"#.to_owned(); MAX_IN_FLIGHT * 4];
     localstack::send(&sqs, &queues.url, &bodies).await?;
-    let mut worker = WorkerProc::start(&queues.url, &["--max-in-flight", "100"])?;
+    let mut worker = WorkerProc::start(
+        &queues.url,
+        &["--max-in-flight", &MAX_IN_FLIGHT.to_string()],
+    )?;
     let start = Instant::now();
-    while worker.metric("sqsrt_messages_in_flight")? < 100 {
+    while worker.metric("sqsrt_messages_in_flight")? < i64::try_from(MAX_IN_FLIGHT)? {
         anyhow::ensure!(
             start.elapsed() < Duration::from_secs(30),
             "never reached full load"
@@ -101,24 +147,39 @@ async fn main() -> anyhow::Result<()> {
     worker.signal("TERM")?;
     let (status, took) = worker.wait_exit(Duration::from_secs(40))?;
 
-    println!("| measure (LocalStack on this machine, --max-in-flight 100, {n} messages) | value |");
-    println!("|---|---|");
-    println!("| no-op handler | {:.0} msgs/s |", noop.rate);
+    let limit = MAX_IN_FLIGHT as f64 / (MEAN_MS / 1000.0);
+    let of = |runs: &[Run], f: &dyn Fn(&Run) -> f64| runs.iter().map(f).collect::<Vec<_>>();
+    if !args.iter().any(|a| a == "--rows") {
+        println!("| measure | median (min-max) | target |");
+        println!("|---|---|---|");
+    }
     println!(
-        "| 100 ms handler (limit: 100 / 0.1 s = 1,000 msgs/s) | {:.0} msgs/s |",
-        slow.rate
+        "| worker, exp. handler (mean {MEAN_MS} ms), --max-in-flight {MAX_IN_FLIGHT}, {n} msgs x {repeat} | {} msgs/s = {} % of c/d {limit:.0} | >= 90 % |",
+        spread(of(&random, &|r| r.rate), 0),
+        spread(of(&random, &|r| r.rate * 100.0 / limit), 0),
     );
     println!(
-        "| worker CPU per 1,000 messages, no-op | {} ms |",
-        noop.cpu_per_1000.as_millis()
+        "| worker, no-op handler (LocalStack is the limit) | {} msgs/s; LocalStack served {} requests/s | |",
+        spread(of(&noop, &|r| r.rate), 0),
+        spread(of(&noop, &|r| r.requests_per_sec), 0),
     );
     println!(
-        "| worker CPU per 1,000 messages, 100 ms handler | {} ms |",
-        slow.cpu_per_1000.as_millis()
+        "| worker CPU per message, exp. handler / no-op | {} us / {} us | <= 50 us |",
+        spread(of(&random, &|r| r.cpu_us_per_msg), 0),
+        spread(of(&noop, &|r| r.cpu_us_per_msg), 0),
     );
-    println!("| peak RSS | {:.1} MiB |", noop.rss_mib.max(slow.rss_mib));
     println!(
-        "| SIGTERM to exit with 100 handlers of 1 s running | {} ms ({status}) |",
+        "| worker peak RSS | {} MiB | |",
+        spread(
+            of(&random, &|r| r.rss_mib)
+                .into_iter()
+                .chain(of(&noop, &|r| r.rss_mib))
+                .collect(),
+            1
+        ),
+    );
+    println!(
+        "| worker SIGTERM to exit, {MAX_IN_FLIGHT} handlers of 1 s running | {} ms ({status}) | |",
         took.as_millis()
     );
     Ok(())

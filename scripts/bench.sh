@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# End-to-end benchmarks of the static release binary, printed as one
+# markdown table and written to $CARGO_TARGET_DIR/bench/results.md:
+# Lambda mode (size, cold start, warm 10 / 10,000-record invocations, RSS)
+# under the project's Runtime API stand-in, and worker mode against
+# LocalStack (random-time handler vs c/d, no-op handler, CPU per message,
+# RSS, SIGTERM to exit). The criterion suites are `cargo bench`.
+#   ./scripts/bench.sh            full run (a few minutes)
+#   ./scripts/bench.sh --smoke    tiny counts: checks the harness, not the speed
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$SQSRT_ROOT"
+lambda_args=(--starts 20 --invocations 10)
+worker_args=(--messages 3000 --repeat 3)
+if [ "${1:-}" = "--smoke" ]; then
+  lambda_args=(--starts 2 --invocations 1)
+  worker_args=(--messages 60 --repeat 1)
+fi
+install_localstack
+build_release
+cargo build --release --locked -q -p sqsrt-e2e --bin lambda-measure --bin worker-measure
+logs=$(mktemp -d)
+trap stop_localstack EXIT
+start_localstack "$(free_port)" "$logs/localstack.log"
+out="$CARGO_TARGET_DIR/bench/results.md"
+mkdir -p "$(dirname "$out")"
+{
+  echo "| measure | median (min-max) | target |"
+  echo "|---|---|---|"
+  "$CARGO_TARGET_DIR/release/lambda-measure" "${lambda_args[@]}" --rows
+  "$CARGO_TARGET_DIR/release/worker-measure" "${worker_args[@]}" --rows
+} | tee "$out"
+echo "(written to $out; machine: $(nproc) CPUs, $(uname -m))"
