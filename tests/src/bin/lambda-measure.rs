@@ -111,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
             }
             times.push(answer.elapsed);
         }
-        rows.push((n, median(times)));
+        rows.push((n, body.len(), median(times)));
     }
     let busy_rss = peak_rss_kib(pid)?;
 
@@ -132,11 +132,11 @@ async fn main() -> anyhow::Result<()> {
         ms(lo),
         ms(hi)
     );
-    for (n, (lo, mid, hi)) in rows {
+    for (n, bytes, (lo, mid, hi)) in rows {
         let target = if n == 10_000 { "< 20 ms" } else { "" };
         println!(
             "| Lambda: warm invocation, {n} records ({} KB event) | {} ({}-{}) | {target} |",
-            event(n)?.len() / 1000,
+            bytes / 1000,
             ms(mid),
             ms(lo),
             ms(hi)
