@@ -45,7 +45,7 @@ pub fn aws_env() -> anyhow::Result<Vec<(&'static str, String)>> {
 ///
 /// As [`endpoint`].
 pub async fn client() -> anyhow::Result<Client> {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let config = sqsrt_sqs::config_loader()
         .endpoint_url(endpoint()?)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(

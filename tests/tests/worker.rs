@@ -267,6 +267,61 @@ async fn sigterm_under_load_drains_and_loses_nothing() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_messages_wait_for_a_handler_and_are_released_at_shutdown() -> anyhow::Result<()>
+{
+    let sqs = localstack::client().await?;
+    let Queues { url, .. } = localstack::create_queues(&sqs, "prefetch", false, 30, 10).await?;
+    let ids = localstack::send(&sqs, &url, &bodies(30, r#"{"action":"sleep","ms":5000}"#)).await?;
+    let mut worker = WorkerProc::start(
+        &url,
+        &[
+            "--max-in-flight",
+            "2",
+            "--prefetch",
+            "10",
+            "--shutdown-grace-secs",
+            "25",
+        ],
+    )?;
+    until(
+        "two running and ten prefetched",
+        Duration::from_secs(20),
+        || Ok(worker.metric("sqsrt_messages_in_flight")? >= 12),
+    )
+    .await?;
+    assert_eq!(
+        worker.metric("sqsrt_messages_in_flight")?,
+        12,
+        "held = max-in-flight + prefetch, never more"
+    );
+    worker.signal("TERM")?;
+    let (status, _) = worker.wait_exit(Duration::from_secs(15))?;
+    assert!(status.success(), "exit {status} after SIGTERM");
+    let processed = worker.processed();
+    let count = |outcome: &str| processed.iter().filter(|p| p.outcome == outcome).count();
+    // Had the prefetched ten run too, the drain would have let all twelve finish.
+    assert_eq!(
+        count("success"),
+        2,
+        "only --max-in-flight handlers ran: {processed:?}"
+    );
+    assert_eq!(
+        count("skipped"),
+        10,
+        "the prefetched ten were released: {processed:?}"
+    );
+
+    let second = WorkerProc::start(&url, &["--max-in-flight", "30"])?;
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(60)).await?;
+    let all: HashSet<String> = successes(&processed)
+        .union(&successes(&second.processed()))
+        .cloned()
+        .collect();
+    assert_eq!(all, ids.into_iter().collect::<HashSet<_>>(), "nothing lost");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_load_loses_nothing_after_restart() -> anyhow::Result<()> {
     let sqs = localstack::client().await?;
     let Queues { url, .. } = localstack::create_queues(&sqs, "kill", false, 2, 10).await?;

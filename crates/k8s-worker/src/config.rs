@@ -12,8 +12,12 @@ pub struct WorkerConfig {
     pub queue_url: String,
     /// Dead-letter queue for permanent failures.
     pub dlq_url: Option<String>,
-    /// Messages held (received and not settled) at once; also the engine's bound.
+    /// Handlers running at once (the engine's bound).
     pub max_in_flight: usize,
+    /// Messages received ahead of free handler slots, so a handler that
+    /// finishes is followed at once instead of after a receive. At most
+    /// `max_in_flight + prefetch` messages are held (received, not settled).
+    pub prefetch: usize,
     /// Per-message timeout (for the start-up warning; the engine enforces it).
     pub handler_timeout: Duration,
     /// Visibility asked on receive; `None`: the queue's own.

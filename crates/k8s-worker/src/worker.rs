@@ -80,7 +80,7 @@ pub async fn run<H: Handler, Q: WorkerQueue>(
                 addr: config.metrics_addr,
                 source,
             })?;
-    info!(metrics_addr = %bound, queue_url = %config.queue_url, max_in_flight = config.max_in_flight, "Worker started; serving /healthz, /readyz and /metrics.");
+    info!(metrics_addr = %bound, queue_url = %config.queue_url, max_in_flight = config.max_in_flight, prefetch = config.prefetch, "Worker started; serving /healthz, /readyz and /metrics.");
     let http_stop = CancellationToken::new();
     let server = tokio::spawn(http::serve(
         listener,
@@ -119,7 +119,9 @@ pub async fn run<H: Handler, Q: WorkerQueue>(
     let shared = Arc::new(Shared {
         engine,
         queue,
-        slots: Arc::new(Semaphore::new(config.max_in_flight)),
+        // Receives fill handler slots and the prefetch; the engine's own
+        // bound keeps the prefetched messages waiting until a handler is free.
+        slots: Arc::new(Semaphore::new(config.max_in_flight + config.prefetch)),
         filling: tokio::sync::Mutex::new(()),
         fifo: attributes.fifo,
         visibility,
@@ -141,9 +143,7 @@ pub async fn run<H: Handler, Q: WorkerQueue>(
         heartbeat_period,
         heartbeat_stop.clone(),
     ));
-    let pollers = shared
-        .config
-        .max_in_flight
+    let pollers = (shared.config.max_in_flight + shared.config.prefetch)
         .div_ceil(RECEIVE_MAX)
         .clamp(1, 16);
     let mut poller_tasks = Vec::with_capacity(pollers);

@@ -93,13 +93,23 @@ impl SqsClient {
     pub async fn sdk(&self) -> &aws_sdk_sqs::Client {
         self.inner
             .get_or_init(|| async {
-                let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .load()
-                    .await;
+                let config = config_loader().load().await;
                 aws_sdk_sqs::Client::new(&config)
             })
             .await
     }
+}
+
+/// The SDK's config loader with sqsrt's HTTPS client (rustls on ring, the
+/// system's root certificates): the SDK's own environment and credential
+/// chain, for this crate's client and for programs that build their own.
+#[must_use]
+pub fn config_loader() -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http)
 }
 
 /// The refused entries of a `*Batch` call.

@@ -27,7 +27,9 @@ pub mod message;
 pub mod receive;
 
 pub use arn::{ArnError, QueueArn};
-pub use client::{EntryFailure, MAX_BATCH_ENTRIES, QueueClient, SqsClient, VisibilityChange};
+pub use client::{
+    EntryFailure, MAX_BATCH_ENTRIES, QueueClient, SqsClient, VisibilityChange, config_loader,
+};
 pub use dead_letter::{DeadLetterError, OutgoingMessage, dead_letter_message};
 pub use error::{SqsError, SqsErrorKind};
 pub use message::{message_from_parts, visibility_secs};

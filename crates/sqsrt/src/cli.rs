@@ -128,6 +128,12 @@ pub struct WorkerArgs {
           value_parser = secs("--shutdown-grace-secs", "SQSRT_SHUTDOWN_GRACE_SECS", 0, 3_600))]
     pub shutdown_grace_secs: u64,
 
+    /// Messages received ahead of free handler slots (0: receive only for free slots), so a
+    /// handler that finishes is followed at once instead of after a receive round trip.
+    #[arg(long, env = "SQSRT_PREFETCH", default_value_t = 10,
+          value_parser = count("--prefetch", "SQSRT_PREFETCH", 0, 1_000))]
+    pub prefetch: usize,
+
     /// Address of /healthz, /readyz and /metrics (port 0 picks a free port).
     #[arg(long, env = "SQSRT_METRICS_ADDR", default_value = "0.0.0.0:9090",
           value_parser = socket_addr("--metrics-addr", "SQSRT_METRICS_ADDR"))]
@@ -169,10 +175,31 @@ fn secs(
     min: u64,
     max: u64,
 ) -> impl Fn(&str) -> Result<u64, String> + Clone {
+    whole(flag, var, min, max, " of seconds")
+}
+
+fn count(
+    flag: &'static str,
+    var: &'static str,
+    min: u64,
+    max: u64,
+) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    let parse = whole(flag, var, min, max, "");
+    move |s| parse(s).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// A whole number (`unit`: e.g. " of seconds") from `min` to `max`.
+fn whole(
+    flag: &'static str,
+    var: &'static str,
+    min: u64,
+    max: u64,
+    unit: &'static str,
+) -> impl Fn(&str) -> Result<u64, String> + Clone {
     move |s| match s.trim().parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(format!(
-            "must be a whole number of seconds from {min} to {max} {}",
+            "must be a whole number{unit} from {min} to {max} {}",
             names(flag, var)
         )),
     }
@@ -302,6 +329,7 @@ impl WorkerArgs {
             queue_url: self.queue_url.clone().expect("checked above"),
             dlq_url: self.common.dlq_url.clone(),
             max_in_flight: self.common.max_in_flight.get(),
+            prefetch: self.prefetch,
             handler_timeout: Duration::from_secs(self.common.handler_timeout_secs),
             retry: self.common.retry().map_err(|p| vec![p])?,
             visibility_timeout: self.visibility_timeout_secs.map(Duration::from_secs),

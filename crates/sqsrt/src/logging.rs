@@ -1,7 +1,7 @@
 //! JSON log lines on stdout, one object per line, fields at the top level
 //! (span fields such as Lambda's `request_id` included).
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -24,7 +24,8 @@ pub fn resolve_filter(
     }
 }
 
-/// Installs the JSON subscriber with `filter`. Lines are written as they
+/// Installs the JSON subscriber with `filter`: comma-separated `level` and
+/// `target=level` directives (`info,aws_smithy_runtime=debug`). Lines are written as they
 /// happen (stdout is line-buffered), so a killed process loses no finished
 /// line. Does nothing if the program already installed a subscriber.
 ///
@@ -32,8 +33,11 @@ pub fn resolve_filter(
 ///
 /// When `filter` is not a valid `tracing` filter.
 pub fn init(filter: &str) -> Result<(), String> {
-    let filter =
-        EnvFilter::try_new(filter).map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
+    let filter: Targets = filter.parse().map_err(|e| {
+        format!(
+            "invalid log filter {filter:?} (want `level` or `target=level`, comma-separated): {e}"
+        )
+    })?;
     let mut layer = json_subscriber::JsonLayer::stdout();
     layer.with_timer("timestamp", tracing_subscriber::fmt::time::SystemTime);
     layer.with_level("level");
