@@ -113,6 +113,18 @@ impl WorkerProc {
         self.child.id()
     }
 
+    /// How many log lines so far contain `needle` (cheap: no parsing, and
+    /// unlike a `/metrics` scrape it costs the worker nothing).
+    #[must_use]
+    pub fn lines_containing(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .expect("lock is never poisoned")
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
     /// Every log line so far, parsed.
     ///
     /// # Panics

@@ -76,7 +76,12 @@ pub struct CommonArgs {
           value_parser = secs("--retry-max-secs", "SQSRT_RETRY_MAX_SECS", 1, 43_200))]
     pub retry_max_secs: u64,
 
-    /// Log filter (tracing syntax, e.g. `info` or `sqsrt=debug`) [default: info; RUST_LOG is used when unset,
+    /// Runtime threads; 1 runs everything on one thread (no hand-offs between threads, the
+    /// least CPU per message) [default: the CPUs available to the process, cgroup quota included].
+    #[arg(long, env = "SQSRT_THREADS", value_parser = count("--threads", "SQSRT_THREADS", 1, 1_024))]
+    pub threads: Option<usize>,
+
+    /// Log filter (`level` or `target=level`, comma-separated, e.g. `info,sqsrt=debug`) [default: info; RUST_LOG is used when unset,
     /// and in Lambda mode AWS_LAMBDA_LOG_LEVEL too].
     #[arg(long, env = "SQSRT_LOG_LEVEL", value_parser = non_empty("--log-level", "SQSRT_LOG_LEVEL"))]
     pub log_level: Option<String>,

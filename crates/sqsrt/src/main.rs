@@ -12,20 +12,26 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = sqsrt::parse_args();
-    let handler = Builtin::from(match &cli.mode {
-        sqsrt::cli::Mode::Lambda(a) => a.common.handler,
-        sqsrt::cli::Mode::Worker(a) => a.common.handler,
+    let common = match &cli.mode {
+        sqsrt::cli::Mode::Lambda(a) => &a.common,
+        sqsrt::cli::Mode::Worker(a) => &a.common,
+    };
+    let handler = Builtin::from(common.handler);
+    // One thread (`--threads 1`, or one CPU available: Lambda below 1,769 MB,
+    // a pod limited to one CPU; `available_parallelism` reads the cgroup
+    // quota) runs a current-thread runtime: no hand-offs and wake-ups between
+    // threads, ~45 us less per small Lambda invocation and about half the
+    // worker's CPU per message (README, Performance). More threads run
+    // handlers in parallel.
+    let threads = common.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    // Lambda functions below 1,769 MB get less than one vCPU (the cgroup
-    // quota `available_parallelism` reads): there a current-thread runtime
-    // saves the hand-off to worker threads, ~45 us per small invocation
-    // (`cargo bench -p sqsrt-core --bench engine`). With more CPUs, and in
-    // worker mode, handlers run in parallel on the multi-thread runtime.
-    let one_cpu = std::thread::available_parallelism().map_or(true, |n| n.get() == 1);
-    let mut builder = if one_cpu && matches!(cli.mode, sqsrt::cli::Mode::Lambda(_)) {
+    let mut builder = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
     };
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
