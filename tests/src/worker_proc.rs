@@ -115,6 +115,10 @@ impl WorkerProc {
 
     /// How many log lines so far contain `needle` (cheap: no parsing, and
     /// unlike a `/metrics` scrape it costs the worker nothing).
+    ///
+    /// # Panics
+    ///
+    /// Never: the lock is only held to push or read lines.
     #[must_use]
     pub fn lines_containing(&self, needle: &str) -> usize {
         self.lines
