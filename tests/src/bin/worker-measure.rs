@@ -57,19 +57,18 @@ fn exponential_bodies(n: usize, seed: u64) -> Vec<String> {
         .collect()
 }
 
-async fn drain_run(sqs: &aws_sdk_sqs::Client, bodies: &[String]) -> anyhow::Result<Run> {
+async fn drain_run(
+    sqs: &aws_sdk_sqs::Client,
+    bodies: &[String],
+    extra: &[&str],
+) -> anyhow::Result<Run> {
     let n = bodies.len();
     let queues = localstack::create_queues(sqs, "measure", false, 30, 5).await?;
     localstack::send(sqs, &queues.url, bodies).await?;
-    let worker = WorkerProc::start(
-        &queues.url,
-        &[
-            "--max-in-flight",
-            &MAX_IN_FLIGHT.to_string(),
-            "--log-level",
-            "info",
-        ],
-    )?;
+    let max_in_flight = MAX_IN_FLIGHT.to_string();
+    let mut args = vec!["--max-in-flight", &max_in_flight, "--log-level", "info"];
+    args.extend_from_slice(extra);
+    let worker = WorkerProc::start(&queues.url, &args)?;
     let cpu_before = cpu_time(worker.pid())?;
     let requests_before = worker.metric_sum("sqsrt_sqs_requests_total")?;
     let start = Instant::now();
@@ -147,9 +146,19 @@ async fn main() -> anyhow::Result<()> {
 
     let mut random = Vec::new();
     let mut noop = Vec::new();
+    let mut one_thread = Vec::new();
     for round in 0..repeat {
-        random.push(drain_run(&sqs, &exponential_bodies(n, round as u64)).await?);
-        noop.push(drain_run(&sqs, &vec![r#"{"action":"ok"}"#.to_owned(); n]).await?);
+        random.push(drain_run(&sqs, &exponential_bodies(n, round as u64), &[]).await?);
+        noop.push(drain_run(&sqs, &vec![r#"{"action":"ok"}"#.to_owned(); n], &[]).await?);
+        // What a pod limited to one CPU runs by default.
+        one_thread.push(
+            drain_run(
+                &sqs,
+                &exponential_bodies(n, round as u64),
+                &["--threads", "1"],
+            )
+            .await?,
+        );
     }
 
     // SIGTERM at full load: MAX_IN_FLIGHT handlers of 1 s running.
@@ -193,6 +202,12 @@ async fn main() -> anyhow::Result<()> {
         "| worker CPU per message, exp. handler / no-op | {} us / {} us | <= 50 us |",
         spread(of(&random, &|r| r.cpu_us_per_msg), 0),
         spread(of(&noop, &|r| r.cpu_us_per_msg), 0),
+    );
+    println!(
+        "| worker, exp. handler, `--threads 1` (the default under a 1-CPU limit) | {} msgs/s = {} % of c/d; CPU {} us per message | >= 90 %, <= 50 us |",
+        spread(of(&one_thread, &|r| r.rate), 0),
+        spread(of(&one_thread, &|r| r.rate * 100.0 / limit), 0),
+        spread(of(&one_thread, &|r| r.cpu_us_per_msg), 0),
     );
     println!(
         "| worker peak RSS | {} MiB | |",
