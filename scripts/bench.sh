@@ -10,7 +10,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SQSRT_ROOT"
-lambda_args=(--starts 20 --invocations 10)
+lambda_args=(--starts 20 --invocations 30)
 worker_args=(--messages 3000 --repeat 3)
 if [ "${1:-}" = "--smoke" ]; then
   lambda_args=(--starts 2 --invocations 1)
