@@ -10,6 +10,7 @@
 //! mode; LocalStack over the real SQS protocol ([`localstack`]) for worker
 //! mode, with [`worker_proc`] driving the worker process.
 
+pub mod fault_proxy;
 pub mod localstack;
 pub mod runtime_api;
 pub mod worker_proc;

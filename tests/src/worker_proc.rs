@@ -47,6 +47,20 @@ impl WorkerProc {
     ///
     /// Never: the log lock is only held by code that does not panic.
     pub fn start(queue_url: &str, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_via(&localstack::endpoint()?, queue_url, args)
+    }
+
+    /// Like [`WorkerProc::start`], with the SQS endpoint at `endpoint` (a
+    /// proxy in front of LocalStack).
+    ///
+    /// # Errors
+    ///
+    /// As [`WorkerProc::start`].
+    ///
+    /// # Panics
+    ///
+    /// As [`WorkerProc::start`].
+    pub fn start_via(endpoint: &str, queue_url: &str, args: &[&str]) -> anyhow::Result<Self> {
         let mut child = Command::new(sqsrt_bin()?)
             .arg("worker")
             .args([
@@ -59,6 +73,7 @@ impl WorkerProc {
             ])
             .args(args)
             .envs(localstack::aws_env()?)
+            .env("AWS_ENDPOINT_URL", endpoint)
             .env_remove("AWS_LAMBDA_RUNTIME_API")
             .stdout(Stdio::piped())
             .spawn()
@@ -265,4 +280,40 @@ impl Drop for WorkerProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `n` copies of `body`.
+#[must_use]
+pub fn bodies(n: usize, body: &str) -> Vec<String> {
+    (0..n).map(|_| body.to_owned()).collect()
+}
+
+/// The ids with a `success` outcome.
+#[must_use]
+pub fn successes(processed: &[Processed]) -> std::collections::HashSet<String> {
+    processed
+        .iter()
+        .filter(|p| p.outcome == "success")
+        .map(|p| p.message_id.clone())
+        .collect()
+}
+
+/// Waits until `done` holds, polling every 100 ms.
+///
+/// # Errors
+///
+/// When `done` fails or `timeout` passes first.
+pub async fn until(
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while !done()? {
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }

@@ -5,37 +5,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use sqsrt_e2e::localstack::{self, Queues};
-use sqsrt_e2e::worker_proc::{Processed, WorkerProc};
-
-fn bodies(n: usize, body: &str) -> Vec<String> {
-    (0..n).map(|_| body.to_owned()).collect()
-}
-
-/// Waits until `done` holds, polling every 100 ms.
-async fn until(
-    what: &str,
-    timeout: Duration,
-    mut done: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let start = Instant::now();
-    while !done()? {
-        if start.elapsed() > timeout {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
-}
-
-fn successes(processed: &[Processed]) -> HashSet<String> {
-    processed
-        .iter()
-        .filter(|p| p.outcome == "success")
-        .map(|p| p.message_id.clone())
-        .collect()
-}
+use sqsrt_e2e::worker_proc::{WorkerProc, bodies, successes, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_outcome_is_settled_as_designed() -> anyhow::Result<()> {
