@@ -53,6 +53,16 @@ build_static() {
   chmod 0755 "$DIST/$arch/sqsrt"
 }
 
+CARGO_FUZZ_VERSION="0.13.2"
+# cargo-fuzz from crates.io, cached outside the clone.
+install_cargo_fuzz() {
+  local root="$SQSRT_CACHE/cargo-fuzz"
+  if ! "$root/bin/cargo-fuzz" --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+    cargo install --locked --quiet --root "$root" "cargo-fuzz@$CARGO_FUZZ_VERSION"
+  fi
+  export PATH="$root/bin:$PATH"
+}
+
 # The one release binary every end-to-end suite and the demo use: the static
 # build for this machine's architecture, the same file the image ships.
 build_release() {

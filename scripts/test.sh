@@ -3,7 +3,7 @@
 # binaries and the container image, unit and end-to-end suites (cargo lambda
 # watch/invoke, Runtime API stand-in, LocalStack for the worker), the same
 # end-to-end checks on the image's binary, infra validation and scans,
-# Lambda packaging, bench smoke, docs.
+# Lambda packaging, bench smoke, fuzzing (30 s per target), docs.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SQSRT_ROOT"
@@ -68,6 +68,9 @@ cargo bench --locked -p sqsrt-lambda --bench adapter -- --test
 stage "end-to-end bench smoke (scripts/bench.sh --smoke: the harness runs, no timing judged)"
 stop_localstack  # bench.sh starts its own
 scripts/bench.sh --smoke
+
+stage "fuzzing (scripts/fuzz.sh: each cargo fuzz target for 30 s; a crash fails)"
+scripts/fuzz.sh 30
 
 stage "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet

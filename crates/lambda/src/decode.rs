@@ -186,6 +186,26 @@ impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
     }
 }
 
+/// A string field sqsrt does not keep: checked (a string, valid UTF-8) but
+/// not copied.
+struct CheckedStr;
+
+impl<'de> Deserialize<'de> for CheckedStr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Check;
+        impl Visitor<'_> for Check {
+            type Value = CheckedStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<CheckedStr, E> {
+                Ok(CheckedStr)
+            }
+        }
+        deserializer.deserialize_str(Check)
+    }
+}
+
 /// Sets a field once; a repeated field is an error, as with a derived struct.
 fn set_once<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
     if slot.is_some() {
@@ -209,6 +229,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
         let mut arn: Option<Option<Key<'de>>> = None;
         let mut attributes: Option<HashMap<String, String>> = None;
         let mut message_attributes: Option<HashMap<String, MessageAttribute>> = None;
+        let mut unused: [Option<Option<CheckedStr>>; 4] = Default::default();
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match &*key.0 {
                 "messageId" => set_once(&mut id, map.next_value()?, "messageId")?,
@@ -232,6 +253,29 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                         .map(|(name, a)| (name, a.into_core()))
                         .collect(),
                     "messageAttributes",
+                )?,
+                // Not kept, but checked as the stock decoder parses them
+                // (string or null, valid UTF-8, once each), without a copy:
+                // found by fuzzing (invalid UTF-8 in `awsRegion`).
+                "md5OfBody" => set_once(
+                    &mut unused[0],
+                    map.next_value::<Option<CheckedStr>>()?,
+                    "md5OfBody",
+                )?,
+                "md5OfMessageAttributes" => set_once(
+                    &mut unused[1],
+                    map.next_value::<Option<CheckedStr>>()?,
+                    "md5OfMessageAttributes",
+                )?,
+                "eventSource" => set_once(
+                    &mut unused[2],
+                    map.next_value::<Option<CheckedStr>>()?,
+                    "eventSource",
+                )?,
+                "awsRegion" => set_once(
+                    &mut unused[3],
+                    map.next_value::<Option<CheckedStr>>()?,
+                    "awsRegion",
                 )?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -298,6 +342,27 @@ struct WireAttribute {
     #[serde(default, deserialize_with = "base64_bytes")]
     binary_value: Option<Vec<u8>>,
     data_type: Option<String>,
+    // Reserved by SQS and not kept; checked as the stock decoder does
+    // (found by fuzzing: a duplicated list was accepted).
+    #[serde(default)]
+    #[expect(dead_code, reason = "only checked")]
+    string_list_values: Vec<CheckedStr>,
+    #[serde(default)]
+    #[expect(dead_code, reason = "only checked")]
+    binary_list_values: Vec<CheckedBase64>,
+}
+
+/// A base64 string sqsrt does not keep: checked, then dropped.
+struct CheckedBase64;
+
+impl<'de> Deserialize<'de> for CheckedBase64 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Key::deserialize(deserializer)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(&*text.0)
+            .map(|_| CheckedBase64)
+            .map_err(de::Error::custom)
+    }
 }
 
 impl WireAttribute {

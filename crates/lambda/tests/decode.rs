@@ -173,12 +173,36 @@ fn malformed_events_are_rejected_by_both() {
         b"{\"Records\": [{\"messageId\": \"a\", \"messageId\": \"b\"}]}",
         b"{\"Records\": [], \"Records\": []}",
         b"{\"Records\": [{\"messageId\": \"a\"}]",
+        // Found by `cargo fuzz` (fuzz/, event_decode): fields sqsrt does not
+        // keep are still checked like the stock decoder checks them.
+        b"{\"Records\": [{\"messageId\": \"a\", \"awsRegion\": \"us-ea\xc1\xc1st-1\"}]}",
+        b"{\"Records\": [{\"messageId\": \"a\", \"awsRegion\": 5}]}",
+        b"{\"Records\": [{\"messageId\": \"a\", \"eventSource\": {}}]}",
+        b"{\"Records\": [{\"messageId\": \"a\", \"md5OfBody\": \"x\", \"md5OfBody\": \"y\"}]}",
+        b"{\"Records\": [{\"messageId\": \"a\", \"md5OfMessageAttributes\": [\"x\"]}]}",
+        b"{\"Records\": [{\"messageId\": \"a\", \"messageAttributes\": {\"k\": {\"stringListValues\": [], \"stringListValues\": []}}}]}",
+        b"{\"Records\": [{\"messageId\": \"a\", \"messageAttributes\": {\"k\": {\"binaryListValues\": [\"%%%\"]}}}]}",
+        b"{\"Records\": [{\"messageId\": \"a\", \"messageAttributes\": {\"k\": {\"stringListValues\": [1]}}}]}",
     ] {
         assert!(serde_json::from_slice::<SqsEvent>(bad).is_err(), "stock accepted {}", String::from_utf8_lossy(bad));
         assert!(
             serde_json::from_slice::<SqsRecords>(bad).is_err(),
             "fast accepted {}",
             String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[test]
+fn events_and_records_must_be_objects_unlike_serdes_array_form() {
+    // serde's derived structs also accept an array of field values; the stock
+    // decoder takes these as events, sqsrt refuses them (found by fuzzing).
+    for array_form in [&b"[[]]"[..], b"{\"Records\": [[\"id\"]]}"] {
+        assert!(serde_json::from_slice::<SqsEvent>(array_form).is_ok());
+        let error = serde_json::from_slice::<SqsRecords>(array_form).unwrap_err();
+        assert!(
+            error.to_string().starts_with("invalid type: sequence"),
+            "{error}"
         );
     }
 }

@@ -1,0 +1,26 @@
+//! Lambda event bytes through sqsrt's decoder (`SqsRecords`) and the stock
+//! path (`aws_lambda_events::SqsEvent` + `into_messages`): neither may panic,
+//! and they must agree (same messages and metas, or both refuse). One
+//! difference is intended: serde's derived structs accept an array of field
+//! values (`[[]]` is an empty `SqsEvent` to the stock decoder); sqsrt refuses
+//! an event or record that is not an object.
+#![no_main]
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use libfuzzer_sys::fuzz_target;
+use sqsrt_lambda::SqsRecords;
+use sqsrt_lambda::event::into_messages;
+
+fuzz_target!(|bytes: &[u8]| {
+    let stock = serde_json::from_slice::<SqsEvent>(bytes).map(into_messages);
+    let fast = serde_json::from_slice::<SqsRecords>(bytes).map(SqsRecords::into_messages);
+    match (stock, fast) {
+        (Ok(stock), Ok(fast)) => assert_eq!(stock, fast, "{}", String::from_utf8_lossy(bytes)),
+        (Err(_), Err(_)) => {}
+        (Ok(_), Err(fast)) if fast.to_string().starts_with("invalid type: sequence") => {}
+        (stock, fast) => panic!(
+            "decoders disagree on {}:\nstock {stock:?}\nfast {fast:?}",
+            String::from_utf8_lossy(bytes)
+        ),
+    }
+});
