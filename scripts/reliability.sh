@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The reliability suite in full: faults between the worker and SQS (a 30 s
+# outage), a kill storm of 40 rounds over three workers, and each fuzz target
+# for 2 minutes. CI runs the same suites shortened (`scripts/test.sh`).
+#   ./scripts/reliability.sh
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$SQSRT_ROOT"
+install_cargo_lambda
+install_localstack
+build_release
+logs=$(mktemp -d)
+trap stop_localstack EXIT
+start_localstack "$(free_port)" "$logs/localstack.log"
+SQSRT_FAULT_OUTAGE_SECS=30 cargo test --locked -p sqsrt-e2e --test faults -- --nocapture
+SQSRT_KILL_ROUNDS=40 cargo test --locked -p sqsrt-e2e --test kill_storm -- --nocapture
+stop_localstack
+scripts/fuzz.sh 120

@@ -1,0 +1,107 @@
+//! Reliability: three `sqsrt worker` processes under steady load, one of
+//! them killed at a random moment every round (SIGTERM or SIGKILL, chosen at
+//! random) and restarted. Accounting from the queue and every process's log:
+//! each message sent succeeded at least once, the queue ends empty, nothing is
+//! lost; duplicates are counted. `SQSRT_KILL_ROUNDS` sets the rounds (CI: 6;
+//! `scripts/reliability.sh` runs 40), `SQSRT_KILL_SEED` the random seed.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use sqsrt_e2e::localstack::{self, Queues};
+use sqsrt_e2e::worker_proc::{Processed, WorkerProc, successes};
+
+const WORKERS: usize = 3;
+
+fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
+    Ok(std::env::var(name)
+        .ok()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(default))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_storm_loses_nothing() -> anyhow::Result<()> {
+    let rounds = env_number("SQSRT_KILL_ROUNDS", 6)?;
+    let seed = env_number("SQSRT_KILL_SEED", fastrand::u64(..))?;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let sqs = localstack::client().await?;
+    // Visibility 3 s: what a SIGKILL leaves behind comes back quickly.
+    let Queues { url, dlq_url } = localstack::create_queues(&sqs, "storm", false, 3, 50).await?;
+    let args = [
+        "--max-in-flight",
+        "10",
+        "--shutdown-grace-secs",
+        "5",
+        "--handler-timeout-secs",
+        "2",
+    ];
+    let mut running: Vec<WorkerProc> = (0..WORKERS)
+        .map(|_| WorkerProc::start(&url, &args))
+        .collect::<anyhow::Result<_>>()?;
+    let mut finished: Vec<Processed> = Vec::new();
+    let mut sent: HashSet<String> = HashSet::new();
+    let (mut terms, mut kills, mut term_exits_ok) = (0, 0, 0);
+
+    for _ in 0..rounds {
+        // Steady load: 30 messages of 50-300 ms per round.
+        let bodies: Vec<String> = (0..30)
+            .map(|_| format!(r#"{{"action":"sleep","ms":{}}}"#, rng.u64(50..=300)))
+            .collect();
+        sent.extend(localstack::send(&sqs, &url, &bodies).await?);
+        tokio::time::sleep(Duration::from_millis(rng.u64(100..=800))).await;
+        let victim = rng.usize(..WORKERS);
+        let mut worker = running.swap_remove(victim);
+        if rng.bool() {
+            terms += 1;
+            worker.signal("TERM")?;
+            let (status, _) = worker.wait_exit(Duration::from_secs(15))?;
+            // Handlers take at most 300 ms, far below the 5 s grace.
+            if status.success() {
+                term_exits_ok += 1;
+            }
+        } else {
+            kills += 1;
+            worker.signal("KILL")?;
+            worker.wait_exit(Duration::from_secs(5))?;
+        }
+        finished.extend(worker.processed());
+        running.push(WorkerProc::start(&url, &args)?);
+    }
+
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(90)).await?;
+    for worker in &mut running {
+        worker.signal("TERM")?;
+        worker.wait_exit(Duration::from_secs(15))?;
+        finished.extend(worker.processed());
+    }
+    let (dead_lettered, _) = localstack::depth(&sqs, &dlq_url).await?;
+    let succeeded = successes(&finished);
+    let success_lines = finished.iter().filter(|p| p.outcome == "success").count();
+    let lost: Vec<&String> = sent.difference(&succeeded).collect();
+    println!(
+        "| rounds | kills (TERM / KILL) | sent | succeeded | dead-lettered | lost | deleted before success | duplicates |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {rounds} (seed {seed}) | {} ({terms} / {kills}) | {} | {} | {dead_lettered} | {} | {} | {} |",
+        terms + kills,
+        sent.len(),
+        succeeded.len(),
+        lost.len(),
+        // The queue is empty: a message deleted without a success line anywhere would be here.
+        lost.len(),
+        success_lines - succeeded.len(),
+    );
+    assert_eq!(term_exits_ok, terms, "every SIGTERM drained and exited 0");
+    assert!(
+        lost.is_empty(),
+        "sent, gone from the queue, never succeeded: {lost:?}"
+    );
+    assert_eq!(
+        dead_lettered, 0,
+        "no handler failed, nothing may be dead-lettered"
+    );
+    Ok(())
+}
