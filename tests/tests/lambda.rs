@@ -388,3 +388,104 @@ async fn every_record_gets_exactly_one_outcome_line_carrying_the_request_id() ->
     );
     Ok(())
 }
+
+/// One SQS record for the bad-input suite.
+fn bad_input_record(id: &str, body: &Value, attributes: &Value) -> Value {
+    json!({
+        "messageId": id,
+        "receiptHandle": format!("rh-{id}"),
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1732345200000"},
+        "messageAttributes": attributes,
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:orders",
+        "awsRegion": "us-east-1"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors_or_exact_partial_responses_and_the_runtime_survives()
+-> anyhow::Result<()> {
+    let api = RuntimeApi::start().await?;
+    let mut function = stand_in_function(&api)?;
+    function.env("SQSRT_HANDLER", "log").stdout(Stdio::null());
+    let mut process = ChildGuard::spawn("sqsrt", &mut function)?;
+    let invoke = |event: String| {
+        let api = &api;
+        async move {
+            api.invoke(event, Duration::from_secs(30), Duration::from_secs(30))
+                .await
+                .map(|a| a.reply)
+        }
+    };
+
+    // Invalid events: an error naming what is wrong, never a crash.
+    let max_body = "x".repeat(1024 * 1024); // SQS's largest message, 1 MiB
+    let invalid: [(&str, String, &str); 6] = [
+        ("malformed JSON", "{\"Records\": [".to_owned(), "EOF"),
+        ("not JSON at all", "hello".to_owned(), "expected"),
+        ("an API Gateway event", r#"{"httpMethod":"GET","path":"/"}"#.to_owned(), "Records"),
+        (
+            "an S3 event",
+            r#"{"Records":[{"eventSource":"aws:s3","s3":{"bucket":{"name":"b"}}}]}"#.to_owned(),
+            "messageId",
+        ),
+        (
+            "a lone surrogate in a body (not valid UTF-8, SQS never sends it)",
+            json!({"Records": [bad_input_record("a", &json!("x"), &json!({}))]})
+                .to_string()
+                .replace("\"body\":\"x\"", "\"body\":\"\\ud800\""),
+            "Records[0].body",
+        ),
+        (
+            "a binary attribute that is not base64",
+            json!({"Records": [bad_input_record("a", &json!("x"), &json!({"k": {"dataType": "Binary", "binaryValue": "%%%"}}))]}).to_string(),
+            "base64",
+        ),
+    ];
+    for (what, event, named) in invalid {
+        match invoke(event).await? {
+            Reply::Error(error) => assert!(
+                error.to_lowercase().contains(&named.to_lowercase()),
+                "{what}: the error does not name {named:?}: {error}"
+            ),
+            Reply::Response(body) => bail!("{what}: accepted: {body}"),
+        }
+        process.check_running()?;
+    }
+
+    // Valid but unusual: every record succeeds, so nothing is listed.
+    let unusual = json!({"Records": [
+        bad_input_record("max-size", &json!(max_body), &json!({})),
+        bad_input_record("controls-and-unicode", &json!("nul \u{0} tab \t quote \" emoji \u{1F980} e\u{301} \u{FFFD}"), &json!({})),
+        bad_input_record("empty-body", &json!(""), &json!({})),
+        bad_input_record("every-attribute-type", &json!("{}"), &json!({
+            "s": {"dataType": "String", "stringValue": "v"},
+            "n": {"dataType": "Number", "stringValue": "-1.5e3"},
+            "b": {"dataType": "Binary", "binaryValue": "AAEC/w=="},
+            "sc": {"dataType": "String.custom", "stringValue": "{\"json\":true}"},
+            "nf": {"dataType": "Number.float", "stringValue": "3.14"},
+            "bg": {"dataType": "Binary.gzip", "binaryValue": "H4sIAAAAAAAA/w=="},
+            "lists": {"dataType": "String", "stringValue": "x", "stringListValues": [], "binaryListValues": []}
+        })),
+    ]});
+    let event = unusual.to_string();
+    assert!(
+        event.len() > 1024 * 1024,
+        "the event carries the 1 MiB body"
+    );
+    match invoke(event).await? {
+        Reply::Response(body) => assert_eq!(
+            failures(&serde_json::from_str(&body)?)?,
+            Vec::<String>::new()
+        ),
+        Reply::Error(error) => bail!("valid records refused: {error}"),
+    }
+
+    // After all of it, the same process still serves a standard batch.
+    let standard = std::fs::read_to_string(fixture("standard.json"))?;
+    assert!(matches!(invoke(standard).await?, Reply::Response(_)));
+    process.check_running()?;
+    Ok(())
+}

@@ -361,7 +361,7 @@ impl<'de> Deserialize<'de> for CheckedBase64 {
         base64::engine::general_purpose::STANDARD
             .decode(&*text.0)
             .map(|_| CheckedBase64)
-            .map_err(de::Error::custom)
+            .map_err(|e| de::Error::custom(format_args!("not valid base64: {e}")))
     }
 }
 
@@ -386,5 +386,5 @@ fn base64_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec
     base64::engine::general_purpose::STANDARD
         .decode(&*text.0)
         .map(Some)
-        .map_err(de::Error::custom)
+        .map_err(|e| de::Error::custom(format_args!("not valid base64: {e}")))
 }
