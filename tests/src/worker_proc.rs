@@ -63,14 +63,13 @@ impl WorkerProc {
     pub fn start_via(endpoint: &str, queue_url: &str, args: &[&str]) -> anyhow::Result<Self> {
         let mut child = Command::new(sqsrt_bin()?)
             .arg("worker")
-            .args([
-                "--handler",
-                "scripted",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--queue-url",
-                queue_url,
-            ])
+            // The scripted handler unless the caller names one.
+            .args(if args.contains(&"--handler") {
+                &[][..]
+            } else {
+                &["--handler", "scripted"][..]
+            })
+            .args(["--metrics-addr", "127.0.0.1:0", "--queue-url", queue_url])
             .args(args)
             .envs(localstack::aws_env()?)
             .env("AWS_ENDPOINT_URL", endpoint)

@@ -394,3 +394,56 @@ async fn heartbeat_not_below_the_queues_visibility_stops_start_up_with_status_2(
     assert_eq!(status.code(), Some(2));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusual_messages_through_the_queue_are_all_handled() -> anyhow::Result<()> {
+    use aws_sdk_sqs::primitives::Blob;
+    use aws_sdk_sqs::types::MessageAttributeValue;
+
+    let sqs = localstack::client().await?;
+    let Queues { url, dlq_url } = localstack::create_queues(&sqs, "unusual", false, 10, 3).await?;
+    let string = |t: &str, v: &str| {
+        MessageAttributeValue::builder()
+            .data_type(t)
+            .string_value(v)
+            .build()
+    };
+    let binary = |t: &str, v: &[u8]| {
+        MessageAttributeValue::builder()
+            .data_type(t)
+            .binary_value(Blob::new(v))
+            .build()
+    };
+    let bodies = [
+        // SQS's largest message: under 1 MiB counting body and attributes
+        // (the six below take 93 bytes), so this is the largest body they allow.
+        "x".repeat(1024 * 1024 - 1 - 93),
+        "tab \t newline \n cr \r emoji \u{1F980} e\u{301} \u{FFFD} \u{10FFFF} quote \" backslash \\".to_owned(),
+        r#"{"action":"ok","nested":{"deep":[1,2,{"x":null}]}}"#.to_owned(),
+    ];
+    let mut ids = HashSet::new();
+    for body in bodies {
+        let sent = sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body(body)
+            .message_attributes("s", string("String", "v")?)
+            .message_attributes("n", string("Number", "-1.5e3")?)
+            .message_attributes("b", binary("Binary", &[0, 1, 2, 255])?)
+            .message_attributes("sc", string("String.custom", "{\"json\":true}")?)
+            .message_attributes("nf", string("Number.float", "3.14")?)
+            .message_attributes("bg", binary("Binary.gzip", &[0x1f, 0x8b])?)
+            .send()
+            .await?;
+        ids.insert(sent.message_id.unwrap_or_default());
+    }
+    let worker = WorkerProc::start(&url, &["--handler", "log"])?;
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(30)).await?;
+    assert_eq!(
+        successes(&worker.processed()),
+        ids,
+        "each succeeded once and was deleted"
+    );
+    assert_eq!(localstack::depth(&sqs, &dlq_url).await?, (0, 0));
+    Ok(())
+}
