@@ -172,10 +172,12 @@ install_infra_tools() {
 
 # Debian's buildah (the image, without a Docker engine) and prometheus (promtool).
 install_debian_tools() {
-  if command -v buildah >/dev/null && command -v promtool >/dev/null; then return; fi
+  if command -v buildah >/dev/null && command -v promtool >/dev/null \
+    && [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then return; fi
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  local install=($sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends buildah prometheus)
+  # fonts-dejavu-core: the text of the autoscaling chart (plotters, ab_glyph).
+  local install=($sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends buildah prometheus fonts-dejavu-core)
   "${install[@]}" >/dev/null || { $sudo apt-get update -q >/dev/null && "${install[@]}" >/dev/null; }
 }
 

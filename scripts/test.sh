@@ -37,6 +37,9 @@ echo "LocalStack at $SQSRT_LOCALSTACK_ENDPOINT (log: $logs/localstack.log)"
 stage "cargo test (unit, adapter, end-to-end: Lambda and worker)"
 cargo test --workspace --locked --no-fail-fast
 
+stage "autoscaling simulation, short (KEDA-like scaling of real workers from zero and back; CSV + PNG)"
+cargo run --release --locked -q -p sqsrt-e2e --bin autoscale-sim -- --short
+
 stage "the image's /sqsrt, in the image's root filesystem as UID 65532: Lambda (cargo lambda watch) and worker (LocalStack)"
 SQSRT_BIN="$DIST/sqsrt-in-image" cargo test -p sqsrt-e2e --locked --test lambda -- --exact \
   cargo_lambda_invoke_returns_exact_partial_failures_for_every_fixture
