@@ -63,6 +63,25 @@ install_cargo_fuzz() {
   export PATH="$root/bin:$PATH"
 }
 
+# print_reliability_summary FILE: the rows the reliability suites appended
+# (tests/src/summary.rs) as one markdown table; fails if any row lost a
+# message or deleted one before its success.
+print_reliability_summary() {
+  python3 - "$1" <<'PY'
+import csv, sys
+header = ["suite", "rounds", "kills", "faults injected", "messages sent", "succeeded",
+          "dead-lettered", "lost", "deleted before success", "duplicates"]
+rows = [r for r in csv.reader(open(sys.argv[1])) if r]
+print("| " + " | ".join(header) + " |")
+print("|" + "---|" * len(header))
+for r in rows:
+    print("| " + " | ".join(r) + " |")
+bad = [r[0] for r in rows if r[7] != "0" or r[8] != "0"]
+if not rows or bad:
+    sys.exit(f"reliability summary: {'no rows' if not rows else 'losses in ' + ', '.join(bad)}")
+PY
+}
+
 # The one release binary every end-to-end suite and the demo use: the static
 # build for this machine's architecture, the same file the image ships.
 build_release() {

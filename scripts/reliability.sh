@@ -13,8 +13,11 @@ build_release
 logs=$(mktemp -d)
 trap stop_localstack EXIT
 start_localstack "$(free_port)" "$logs/localstack.log"
+export SQSRT_RELIABILITY_SUMMARY="$logs/reliability.csv"
 SQSRT_FAULT_OUTAGE_SECS=30 cargo test --locked -p sqsrt-e2e --test faults -- --nocapture
 SQSRT_KILL_ROUNDS=40 cargo test --locked -p sqsrt-e2e --test kill_storm -- --nocapture
 cargo run --release --locked -q -p sqsrt-e2e --bin autoscale-sim -- --out "$SQSRT_ROOT/docs"
 stop_localstack
 scripts/fuzz.sh 120
+echo
+print_reliability_summary "$SQSRT_RELIABILITY_SUMMARY" | tee "$CARGO_TARGET_DIR/reliability-summary.md"

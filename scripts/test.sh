@@ -34,11 +34,14 @@ trap stop_localstack EXIT
 start_localstack "$(free_port)" "$logs/localstack.log"
 echo "LocalStack at $SQSRT_LOCALSTACK_ENDPOINT (log: $logs/localstack.log)"
 
-stage "cargo test (unit, adapter, end-to-end: Lambda and worker)"
+stage "cargo test (unit, adapter, end-to-end: Lambda and worker; reliability: faults, kill storm of 6 rounds)"
+export SQSRT_RELIABILITY_SUMMARY="$logs/reliability.csv"
 cargo test --workspace --locked --no-fail-fast
 
 stage "autoscaling simulation, short (KEDA-like scaling of real workers from zero and back; CSV + PNG)"
 cargo run --release --locked -q -p sqsrt-e2e --bin autoscale-sim -- --short
+print_reliability_summary "$SQSRT_RELIABILITY_SUMMARY"
+unset SQSRT_RELIABILITY_SUMMARY
 
 stage "the image's /sqsrt, in the image's root filesystem as UID 65532: Lambda (cargo lambda watch) and worker (LocalStack)"
 SQSRT_BIN="$DIST/sqsrt-in-image" cargo test -p sqsrt-e2e --locked --test lambda -- --exact \

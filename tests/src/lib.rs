@@ -13,6 +13,7 @@
 pub mod fault_proxy;
 pub mod localstack;
 pub mod runtime_api;
+pub mod summary;
 pub mod worker_proc;
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};

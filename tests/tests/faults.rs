@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use sqsrt_e2e::fault_proxy::{Fault, FaultProxy};
 use sqsrt_e2e::localstack::{self, Queues};
+use sqsrt_e2e::summary;
 use sqsrt_e2e::worker_proc::{WorkerProc, bodies, successes, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,7 +22,7 @@ async fn worker_rides_out_errors_throttling_latency_resets_and_an_outage() -> an
         .transpose()?
         .unwrap_or(20);
     let sqs = localstack::client().await?;
-    let Queues { url, .. } = localstack::create_queues(&sqs, "faults", false, 10, 10).await?;
+    let Queues { url, dlq_url } = localstack::create_queues(&sqs, "faults", false, 10, 10).await?;
     let proxy = FaultProxy::start(&localstack::endpoint()?).await?;
     let worker = WorkerProc::start_via(
         &proxy.endpoint(),
@@ -48,7 +49,7 @@ async fn worker_rides_out_errors_throttling_latency_resets_and_an_outage() -> an
         (Fault::Reset, Duration::from_secs(3)),
         (Fault::Outage, Duration::from_secs(outage_secs)),
     ];
-    for (fault, length) in phases {
+    for &(fault, length) in &phases {
         // The producer is not behind the proxy: messages keep arriving.
         sent.extend(localstack::send(&sqs, &url, &bodies(40, body)).await?);
         let errors_before = worker.metric_sum("sqsrt_sqs_errors_total")?;
@@ -86,17 +87,36 @@ async fn worker_rides_out_errors_throttling_latency_resets_and_an_outage() -> an
     let success_lines = processed.iter().filter(|p| p.outcome == "success").count();
     let injected = proxy.injected();
     println!(
-        "sent {}, succeeded {}, lost {}, duplicates {}; injected: {} server errors, {} throttles, {} delayed, {} resets",
-        sent.len(),
-        succeeded.len(),
-        lost.len(),
-        success_lines - succeeded.len(),
+        "injected: {} server errors, {} throttles, {} delayed, {} resets",
         injected.server_errors.load(Ordering::Relaxed),
         injected.throttles.load(Ordering::Relaxed),
         injected.delayed.load(Ordering::Relaxed),
         injected.resets.load(Ordering::Relaxed),
     );
+    let (dead_lettered, _) = localstack::depth(&sqs, &dlq_url).await?;
+    summary::record(&summary::Row {
+        suite: format!("SQS faults via proxy ({outage_secs} s outage)"),
+        rounds: phases.len() as u64,
+        kills: 0,
+        faults: injected.total(),
+        sent: sent.len() as u64,
+        succeeded: succeeded.len() as u64,
+        dead_lettered,
+        lost: lost.len() as u64,
+        deleted_before_success: lost.len() as u64,
+        duplicates: (success_lines - succeeded.len()) as u64,
+    })?;
     assert!(lost.is_empty(), "never succeeded: {lost:?}");
+    assert_eq!(
+        dead_lettered, 0,
+        "no handler failed, nothing may be dead-lettered"
+    );
+    every_kind_injected(injected);
+    Ok(())
+}
+
+/// Each fault kind reached the worker (a phase that injected nothing proved nothing).
+fn every_kind_injected(injected: &sqsrt_e2e::fault_proxy::Injected) {
     for (kind, count) in [
         ("server errors", &injected.server_errors),
         ("throttles", &injected.throttles),
@@ -108,5 +128,4 @@ async fn worker_rides_out_errors_throttling_latency_resets_and_an_outage() -> an
             "no {kind} injected: the phase did not reach the worker"
         );
     }
-    Ok(())
 }

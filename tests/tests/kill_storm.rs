@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use sqsrt_e2e::localstack::{self, Queues};
+use sqsrt_e2e::summary;
 use sqsrt_e2e::worker_proc::{Processed, WorkerProc, successes};
 
 const WORKERS: usize = 3;
@@ -42,7 +43,7 @@ async fn kill_storm_loses_nothing() -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let mut finished: Vec<Processed> = Vec::new();
     let mut sent: HashSet<String> = HashSet::new();
-    let (mut terms, mut kills, mut term_exits_ok) = (0, 0, 0);
+    let (mut terms, mut kills, mut term_exits_ok) = (0_u64, 0_u64, 0_u64);
 
     for _ in 0..rounds {
         // Steady load: 30 messages of 50-300 ms per round.
@@ -80,20 +81,20 @@ async fn kill_storm_loses_nothing() -> anyhow::Result<()> {
     let succeeded = successes(&finished);
     let success_lines = finished.iter().filter(|p| p.outcome == "success").count();
     let lost: Vec<&String> = sent.difference(&succeeded).collect();
-    println!(
-        "| rounds | kills (TERM / KILL) | sent | succeeded | dead-lettered | lost | deleted before success | duplicates |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {rounds} (seed {seed}) | {} ({terms} / {kills}) | {} | {} | {dead_lettered} | {} | {} | {} |",
-        terms + kills,
-        sent.len(),
-        succeeded.len(),
-        lost.len(),
-        // The queue is empty: a message deleted without a success line anywhere would be here.
-        lost.len(),
-        success_lines - succeeded.len(),
-    );
+    summary::record(&summary::Row {
+        suite: format!("kill storm, {WORKERS} workers (seed {seed})"),
+        rounds,
+        kills: terms + kills,
+        faults: 0,
+        sent: sent.len() as u64,
+        succeeded: succeeded.len() as u64,
+        dead_lettered,
+        lost: lost.len() as u64,
+        // The queue is empty: a message deleted without a success line anywhere would be lost.
+        deleted_before_success: lost.len() as u64,
+        duplicates: (success_lines - succeeded.len()) as u64,
+    })?;
+    println!("kills: {terms} SIGTERM, {kills} SIGKILL");
     assert_eq!(term_exits_ok, terms, "every SIGTERM drained and exited 0");
     assert!(
         lost.is_empty(),

@@ -287,6 +287,29 @@ mod tests {
         assert!(r.contains("expected"), "{r}");
     }
 
+    #[test]
+    fn floats_decode_correctly_rounded() {
+        // Found by fuzzing (fuzz/, typed_body): without serde_json's
+        // `float_roundtrip`, a long mantissa decoded one ULP off, so a value
+        // did not survive encode + decode.
+        #[derive(Deserialize)]
+        struct Priced {
+            price: f64,
+        }
+        let text = "9555555555555555555555555555555555555555555555555555555.5";
+        let body = format!(r#"{{"price": {text}}}"#);
+        let price = decode_json::<Priced>(&Message::new("m", body))
+            .unwrap()
+            .price;
+        // Rust's own parser rounds correctly; compared bit for bit.
+        assert_eq!(price.to_bits(), text.parse::<f64>().unwrap().to_bits());
+        let again = format!(r#"{{"price": {price}}}"#);
+        let back = decode_json::<Priced>(&Message::new("m", again))
+            .unwrap()
+            .price;
+        assert_eq!(back.to_bits(), price.to_bits());
+    }
+
     #[tokio::test]
     async fn json_fn_decodes_before_calling_the_closure() {
         let handler = json_fn(|order: Order, _m: Message, _ctx: Context| async move {

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use plotters::prelude::*;
 use sqsrt_e2e::localstack::{self, Queues};
+use sqsrt_e2e::summary;
 use sqsrt_e2e::worker_proc::{Processed, WorkerProc, bodies, successes};
 
 /// KEDA-like settings.
@@ -80,7 +81,8 @@ async fn main() -> anyhow::Result<()> {
     let limit = Duration::from_secs(if short { 90 } else { 240 });
 
     let sqs = localstack::client().await?;
-    let Queues { url, .. } = localstack::create_queues(&sqs, "autoscale", false, 10, 5).await?;
+    let Queues { url, dlq_url } =
+        localstack::create_queues(&sqs, "autoscale", false, 10, 5).await?;
     let worker_args = [
         "--max-in-flight",
         "10",
@@ -99,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
     let mut next_burst = 0;
     let mut last_active = start;
     let mut above_since: Option<Instant> = None;
-    let (mut max_seen, mut scale_events) = (0, 0);
+    let (mut max_seen, mut scale_events, mut scale_ins) = (0, 0, 0_u64);
     loop {
         let now = start.elapsed();
         while next_burst < bursts.len() && now >= Duration::from_secs(bursts[next_burst].0) {
@@ -135,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
                         worker.signal("TERM")?;
                         let (status, _) = worker.wait_exit(Duration::from_secs(15))?;
                         ensure!(status.success(), "a scaled-in worker exited with {status}");
+                        scale_ins += 1;
                         done.extend(worker.processed());
                     }
                     above_since = None;
@@ -174,19 +177,26 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::write(out.join("autoscale.csv"), csv)?;
     chart(&samples, &scaling, &out.join("autoscale.png"))?;
+    let (dead_lettered, _) = localstack::depth(&sqs, &dlq_url).await?;
+    summary::record(&summary::Row {
+        suite: format!("autoscaling from zero (max {max_seen} replicas)"),
+        rounds: bursts.len() as u64,
+        kills: scale_ins,
+        faults: 0,
+        sent: sent.len() as u64,
+        succeeded: succeeded.len() as u64,
+        dead_lettered,
+        lost: lost as u64,
+        deleted_before_success: lost as u64,
+        duplicates: duplicates as u64,
+    })?;
     println!(
-        "| bursts | messages sent | succeeded | lost | duplicates | max replicas | scale events | back to zero after |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {} | {} | {} | {lost} | {duplicates} | {max_seen} | {scale_events} | {:.0} s |",
-        bursts.len(),
-        sent.len(),
-        succeeded.len(),
+        "max replicas {max_seen}, {scale_events} scale events, back to zero after {:.0} s",
         samples.last().map_or(0.0, |s| s.t)
     );
     println!("(timeline: {})", out.join("autoscale.csv").display());
     ensure!(lost == 0, "{lost} messages never succeeded");
+    ensure!(dead_lettered == 0, "{dead_lettered} messages dead-lettered");
     ensure!(max_seen > 1, "the backlog never scaled out");
     Ok(())
 }
