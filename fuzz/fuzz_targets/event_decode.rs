@@ -13,11 +13,11 @@ use sqsrt_lambda::event::into_messages;
 
 fuzz_target!(|bytes: &[u8]| {
     let stock = serde_json::from_slice::<SqsEvent>(bytes).map(into_messages);
-    let fast = serde_json::from_slice::<SqsRecords>(bytes).map(SqsRecords::into_messages);
+    let fast = SqsRecords::from_slice(bytes).map(SqsRecords::into_messages);
     match (stock, fast) {
         (Ok(stock), Ok(fast)) => assert_eq!(stock, fast, "{}", String::from_utf8_lossy(bytes)),
         (Err(_), Err(_)) => {}
-        (Ok(_), Err(fast)) if fast.to_string().starts_with("invalid type: sequence") => {}
+        (Ok(_), Err(fast)) if fast.to_string().contains("invalid type: sequence") => {}
         (stock, fast) => panic!(
             "decoders disagree on {}:\nstock {stock:?}\nfast {fast:?}",
             String::from_utf8_lossy(bytes)

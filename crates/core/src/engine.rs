@@ -3,9 +3,11 @@
 //! deadlines, and reports one [`Outcome`] per message.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future as _;
 use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -109,6 +111,10 @@ type TaskOutput = (
     Duration,
 );
 
+/// The longest first poll that keeps the next handlers' first polls on the
+/// batch's task (see `Engine::start`).
+const INLINE_POLL_LIMIT: Duration = Duration::from_micros(100);
+
 /// Far enough that a timer never fires, near enough for tokio's timer wheel.
 const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 
@@ -175,6 +181,8 @@ impl<H: Handler> Engine<H> {
         // The task of each running message; `None` once it is reported.
         let mut task_of: Vec<Option<Id>> = vec![None; batch.slots.len()];
         let mut stopped: Option<SkipReason> = None;
+        // Whether handlers still get their first poll on this task (see `start`).
+        let mut inline = true;
 
         let now = Instant::now();
         let start_sleep = sleep_until(options.start_deadline.unwrap_or(now + FAR_FUTURE));
@@ -202,14 +210,19 @@ impl<H: Handler> Engine<H> {
                         break;
                     };
                     let index = batch.ready.pop_front().expect("checked non-empty");
-                    self.spawn(
+                    let started = self.start(
                         &mut batch,
                         index,
                         permit,
                         options,
                         &mut running,
                         &mut task_of,
+                        &mut inline,
                     );
+                    if let Some(output) = started {
+                        let (index, outcome, elapsed) = self.outcome_of(output);
+                        batch.finish(index, outcome, elapsed, stopped.as_ref(), &mut on_report);
+                    }
                 }
             }
             if batch.pending == 0 {
@@ -232,12 +245,7 @@ impl<H: Handler> Engine<H> {
                 }
                 Some(joined) = running.join_next(), if !running.is_empty() => {
                     let (index, outcome, elapsed) = match joined {
-                        Ok((index, Ok(Some(result)), elapsed)) => (index, result.map_or_else(Outcome::from, |()| Outcome::Success), Some(elapsed)),
-                        Ok((index, Ok(None), elapsed)) => (index, Outcome::Retry {
-                            reason: format!("handler timed out after {:?}", self.config.handler_timeout),
-                            delay: None,
-                        }, Some(elapsed)),
-                        Ok((index, Err(panic), _)) => (index, Outcome::Retry { reason: format!("handler panicked: {panic}"), delay: None }, None),
+                        Ok(output) => self.outcome_of(output),
                         // Only a task cancelled from outside (runtime shutdown) ends this way.
                         Err(error) => {
                             let Some(index) = task_of.iter().position(|t| *t == Some(error.id())) else { continue };
@@ -255,7 +263,10 @@ impl<H: Handler> Engine<H> {
                 permit = Arc::clone(&self.permits).acquire_owned(), if stopped.is_none() && !batch.ready.is_empty() && running.is_empty() => {
                     let permit = permit.expect("the engine never closes its semaphore");
                     let index = batch.ready.pop_front().expect("checked non-empty");
-                    self.spawn(&mut batch, index, permit, options, &mut running, &mut task_of);
+                    if let Some(output) = self.start(&mut batch, index, permit, options, &mut running, &mut task_of, &mut inline) {
+                        let (index, outcome, elapsed) = self.outcome_of(output);
+                        batch.finish(index, outcome, elapsed, stopped.as_ref(), &mut on_report);
+                    }
                 }
             }
         }
@@ -263,7 +274,21 @@ impl<H: Handler> Engine<H> {
         running.abort_all();
     }
 
-    fn spawn(
+    /// Starts the message at `index`. Its first poll runs right here, on the
+    /// batch's task: a handler that finishes without waiting (a no-op, a
+    /// quick synchronous check) is done without a task, a cross-thread
+    /// wake-up or a cross-thread free of its message, and its output is
+    /// returned. A handler that waits is then moved to its own task in
+    /// `running`. Once a first poll takes longer than [`INLINE_POLL_LIMIT`]
+    /// (CPU-heavy handlers), `inline` turns off and the rest of the batch is
+    /// spawned unpolled, so such handlers run in parallel on the runtime's
+    /// threads. On a 10,000-record no-op batch this halved the engine's cost
+    /// per record (README, Performance).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the batch loop's state, borrowed"
+    )]
+    fn start(
         &self,
         batch: &mut Batch,
         index: usize,
@@ -271,7 +296,8 @@ impl<H: Handler> Engine<H> {
         options: &BatchOptions,
         running: &mut JoinSet<TaskOutput>,
         task_of: &mut [Option<Id>],
-    ) {
+        inline: &mut bool,
+    ) -> Option<TaskOutput> {
         let message = batch.slots[index]
             .take()
             .expect("a message starts at most once");
@@ -283,7 +309,8 @@ impl<H: Handler> Engine<H> {
             deadline = deadline.min(start_deadline);
         }
         let ctx = Context::new(deadline, options.abandon.clone());
-        let task = async move {
+        // Boxed so that it can move into a task after its first poll.
+        let mut task = Box::pin(async move {
             let _permit = permit;
             let run = AssertUnwindSafe(tokio::time::timeout(timeout, handler.handle(message, ctx)))
                 .catch_unwind()
@@ -292,7 +319,21 @@ impl<H: Handler> Engine<H> {
                 .map(Result::ok)
                 .map_err(|payload| panic_message(&*payload));
             (index, result, started.elapsed())
-        };
+        });
+        if *inline {
+            // The batch's task is already in the caller's span. A waker is
+            // not needed: a future left pending is polled again, with its
+            // task's waker, as soon as it is spawned below.
+            let polled = task
+                .as_mut()
+                .poll(&mut TaskContext::from_waker(Waker::noop()));
+            if started.elapsed() > INLINE_POLL_LIMIT {
+                *inline = false;
+            }
+            if let Poll::Ready(output) = polled {
+                return Some(output);
+            }
+        }
         // The caller's span (e.g. Lambda's request id) follows the handler into its task.
         let span = tracing::Span::current();
         let handle = if span.is_none() {
@@ -301,6 +342,34 @@ impl<H: Handler> Engine<H> {
             running.spawn(task.instrument(span))
         };
         task_of[index] = Some(handle.id());
+        None
+    }
+
+    /// A finished handler's output as the message's outcome.
+    fn outcome_of(&self, output: TaskOutput) -> (usize, Outcome, Option<Duration>) {
+        match output {
+            (index, Ok(Some(result)), elapsed) => (
+                index,
+                result.map_or_else(Outcome::from, |()| Outcome::Success),
+                Some(elapsed),
+            ),
+            (index, Ok(None), elapsed) => (
+                index,
+                Outcome::Retry {
+                    reason: format!("handler timed out after {:?}", self.config.handler_timeout),
+                    delay: None,
+                },
+                Some(elapsed),
+            ),
+            (index, Err(panic), _) => (
+                index,
+                Outcome::Retry {
+                    reason: format!("handler panicked: {panic}"),
+                    delay: None,
+                },
+                None,
+            ),
+        }
     }
 }
 
@@ -308,6 +377,7 @@ impl<H: Handler> Engine<H> {
 /// FIFO group, and how many are not yet reported.
 struct Batch {
     slots: Vec<Option<Message>>,
+    /// Ids of the messages that have a group (empty for the others).
     ids: Vec<String>,
     next_in_group: Vec<Option<usize>>,
     ready: VecDeque<usize>,
@@ -323,7 +393,12 @@ impl Batch {
         {
             let mut last_of_group: HashMap<&str, usize> = HashMap::new();
             for (index, message) in messages.iter().enumerate() {
-                ids.push(message.id.clone());
+                // Needed only to name a failed FIFO message to the rest of its group.
+                ids.push(if message.group_id.is_some() {
+                    message.id.clone()
+                } else {
+                    String::new()
+                });
                 match message.group_id.as_deref() {
                     None => ready.push_back(index),
                     Some(group) => match last_of_group.insert(group, index) {
@@ -593,6 +668,82 @@ mod tests {
         );
         assert!(a.iter().chain(&b).all(Outcome::is_success));
         assert_eq!(peak.load(Ordering::SeqCst), 7);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quick_handlers_finish_on_the_batch_task_and_waiting_ones_get_their_own() {
+        let tasks = Arc::new(Mutex::new(Vec::new()));
+        let handler = {
+            let tasks = Arc::clone(&tasks);
+            handler_fn(move |m: Message, _ctx: Context| {
+                let tasks = Arc::clone(&tasks);
+                async move {
+                    if m.body == "wait" {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    tasks.lock().unwrap().push((m.body, tokio::task::try_id()));
+                    Ok(())
+                }
+            })
+        };
+        let engine = Engine::new(handler, config(4));
+        let batch = msgs(&[
+            ("a", None, "quick"),
+            ("b", None, "wait"),
+            ("c", None, "quick"),
+        ]);
+        let batch_task = tokio::spawn(async move {
+            let outcomes = engine.run_batch(batch, &BatchOptions::default()).await;
+            assert!(outcomes.iter().all(Outcome::is_success));
+        });
+        let batch_id = batch_task.id();
+        batch_task.await.unwrap();
+        let tasks = tasks.lock().unwrap();
+        assert_eq!(tasks.len(), 3);
+        for (body, task) in tasks.iter() {
+            if body == "quick" {
+                assert_eq!(*task, Some(batch_id), "{body} ran on the batch's task");
+            } else {
+                assert!(
+                    task.is_some_and(|t| t != batch_id),
+                    "{body} got its own task"
+                );
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cpu_heavy_synchronous_handlers_still_run_in_parallel() {
+        // Each handler spins without awaiting until it has seen another one
+        // running at the same time (bounded: 300 ms). Run one after another on
+        // the batch's task, none would ever see another.
+        let now = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let handler = {
+            let (now, peak) = (Arc::clone(&now), Arc::clone(&peak));
+            handler_fn(move |_m: Message, _ctx: Context| {
+                let (now, peak) = (Arc::clone(&now), Arc::clone(&peak));
+                async move {
+                    let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(current, Ordering::SeqCst);
+                    let spin_until = std::time::Instant::now() + Duration::from_millis(300);
+                    while peak.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < spin_until
+                    {
+                        std::hint::spin_loop();
+                    }
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    Ok(())
+                }
+            })
+        };
+        let engine = Engine::new(handler, config(8));
+        let batch: Vec<Message> = (0..8).map(|i| Message::new(i.to_string(), "")).collect();
+        let outcomes = engine.run_batch(batch, &BatchOptions::default()).await;
+        assert!(outcomes.iter().all(Outcome::is_success));
+        assert!(
+            peak.load(Ordering::SeqCst) >= 2,
+            "handlers never overlapped"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

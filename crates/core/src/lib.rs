@@ -40,6 +40,12 @@ pub mod message;
 pub mod outcome;
 pub mod retry;
 
+/// The name of a span whose log lines sqsrt's JSON logger writes together,
+/// in one `write`, when the span is exited on the thread that entered it. The
+/// Lambda adapter logs an invocation's outcome lines inside one, just
+/// before its response is sent: 10,000 writes became one.
+pub const LOG_BATCH_SPAN: &str = "sqsrt.log_batch";
+
 pub use engine::{BatchOptions, Engine, EngineConfig, Report, panic_message};
 pub use handler::{
     Context, Handler, HandlerError, HandlerFn, JsonFn, decode_json, handler_fn, json_fn,

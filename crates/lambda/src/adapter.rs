@@ -1,12 +1,18 @@
 //! [`SqsLambda`]: one invocation in, one `SqsBatchResponse` out.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use bytes::Bytes;
+use lambda_runtime::tower::{Layer, Service};
+use lambda_runtime::{Diagnostic, LambdaEvent, LambdaInvocation, Runtime, service_fn};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use sqsrt_core::{BatchOptions, Engine, Handler, Message, RetryPolicy};
 use sqsrt_sqs::QueueClient;
 use tokio::time::Instant;
@@ -115,6 +121,12 @@ impl IntoRecords for SqsRecords {
     }
 }
 
+impl IntoRecords for Result<SqsRecords, EventError> {
+    fn into_records(self) -> Result<(Vec<Message>, Vec<RecordMeta>), EventError> {
+        self?.into_messages()
+    }
+}
+
 impl IntoRecords for SqsEvent {
     fn into_records(self) -> Result<(Vec<Message>, Vec<RecordMeta>), EventError> {
         into_messages(self)
@@ -143,27 +155,38 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
 
     /// Serves invocations from the Lambda Runtime API until the process ends.
     ///
+    /// Each payload is decoded by [`DecodeFirst`] from the raw bytes; the
+    /// log lines of an invocation carry its `request_id` (and
+    /// `xray_trace_id` when X-Ray tracing is on).
+    ///
     /// # Errors
     ///
     /// When the runtime API cannot be reached.
     pub async fn run(self) -> Result<(), lambda_runtime::Error> {
         let this = Arc::new(self);
-        // Boxed: the runtime's future is deep enough to overflow rustc's
-        // layout query depth when nested in callers' async fns.
-        Box::pin(lambda_runtime::run(service_fn(
-            move |event: LambdaEvent<SqsRecords>| {
+        let decoded = Arc::new(DecodedPayloads::default());
+        let handler = {
+            let decoded = Arc::clone(&decoded);
+            service_fn(move |event: LambdaEvent<Predecoded>| {
                 let this = Arc::clone(&this);
+                let records = decoded.take(&event.context.request_id);
                 let invocation: Pin<
                     Box<dyn Future<Output = Result<SqsBatchResponse, InvocationError>> + Send>,
                 > = Box::pin(async move {
                     let deadline = time_left(event.context.deadline, SystemTime::now());
-                    let span = info_span!("invocation", request_id = %event.context.request_id);
-                    this.handle(event.payload, deadline).instrument(span).await
+                    let span = info_span!(
+                        "invocation",
+                        request_id = %event.context.request_id,
+                        xray_trace_id = event.context.xray_trace_id.as_deref(),
+                    );
+                    this.handle(records, deadline).instrument(span).await
                 });
                 invocation
-            },
-        )))
-        .await
+            })
+        };
+        // Boxed: the runtime's future is deep enough to overflow rustc's
+        // layout query depth when nested in callers' async fns.
+        Box::pin(Runtime::new(handler).layer(DecodeFirst { decoded }).run()).await
     }
 
     /// Handles one event with `time_left` before the invocation deadline
@@ -215,7 +238,7 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
                 settle_until,
             )
             .await;
-        log_outcomes(&ids, &settled);
+        tracing::info_span!(sqsrt_core::LOG_BATCH_SPAN).in_scope(|| log_outcomes(&ids, &settled));
 
         let batch_item_failures: Vec<BatchItemFailure> = settled
             .iter()
@@ -236,6 +259,94 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = batch_item_failures;
         Ok(response)
+    }
+}
+
+/// Decoded payloads waiting for their handler call, by request id.
+#[derive(Debug, Default)]
+struct DecodedPayloads(Mutex<HashMap<String, Result<SqsRecords, EventError>>>);
+
+impl DecodedPayloads {
+    fn put(&self, request_id: String, records: Result<SqsRecords, EventError>) {
+        self.lock().insert(request_id, records);
+    }
+
+    fn take(&self, request_id: &str) -> Result<SqsRecords, EventError> {
+        self.lock().remove(request_id).unwrap_or_else(|| {
+            Err(EventError::Malformed {
+                path: ".".to_owned(),
+                reason: "the payload of this request id was not decoded".to_owned(),
+            })
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Result<SqsRecords, EventError>>> {
+        // A panic while holding the lock cannot leave the map half-changed.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// What `lambda_runtime` parses instead of the payload: `null`, after
+/// [`DecodeFirst`] took the real one.
+struct Predecoded;
+
+impl<'de> Deserialize<'de> for Predecoded {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(deserializer).map(|_| Self)
+    }
+}
+
+/// A layer in front of `lambda_runtime`'s own services: decodes each
+/// invocation's payload with [`SqsRecords::from_slice`] from the raw bytes
+/// and leaves `null` for the runtime to parse.
+///
+/// `lambda_runtime` parses every payload through `serde_path_to_error` into the
+/// handler's type; on a 10,000-record event the path tracking alone (a
+/// `String` per map key) cost more than sqsrt's whole decode. Its public
+/// hook for the raw payload is a `Runtime` layer, so the decoded records
+/// travel to the handler beside the invocation, under its request id. Errors
+/// still name the path: a payload that fails is parsed again with tracking.
+struct DecodeFirst {
+    decoded: Arc<DecodedPayloads>,
+}
+
+impl<S> Layer<S> for DecodeFirst {
+    type Service = DecodeFirstService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DecodeFirstService {
+            inner,
+            decoded: Arc::clone(&self.decoded),
+        }
+    }
+}
+
+/// The service [`DecodeFirst`] makes.
+struct DecodeFirstService<S> {
+    inner: S,
+    decoded: Arc<DecodedPayloads>,
+}
+
+impl<S> Service<LambdaInvocation> for DecodeFirstService<S>
+where
+    S: Service<LambdaInvocation, Response = (), Error = lambda_runtime::Error>,
+{
+    type Response = ();
+    type Error = lambda_runtime::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut invocation: LambdaInvocation) -> Self::Future {
+        let records = SqsRecords::from_slice(&invocation.body);
+        self.decoded
+            .put(invocation.context.request_id.clone(), records);
+        invocation.body = Bytes::from_static(b"null");
+        self.inner.call(invocation)
     }
 }
 

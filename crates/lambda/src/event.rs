@@ -22,6 +22,15 @@ pub enum EventError {
         /// Number of records in the event.
         count: usize,
     },
+    /// The payload is not an SQS event sqsrt can read (not JSON, not an
+    /// object with `Records`, a field of the wrong type, invalid base64...).
+    #[error("the payload is not a valid SQS event: {reason} (at {path})")]
+    Malformed {
+        /// Where in the payload: `Records[0].body`, or `.` for the whole.
+        path: String,
+        /// What is wrong there, as the JSON parser says it.
+        reason: String,
+    },
 }
 
 /// What the adapter keeps of a record besides its [`Message`]: what it needs

@@ -4,13 +4,13 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::{Value, json};
-use sqsrt_lambda::SqsRecords;
 use sqsrt_lambda::event::into_messages;
+use sqsrt_lambda::{EventError, SqsRecords};
 
 /// Both decoders on the same bytes: equal results, or both rejecting.
 fn assert_same(bytes: &[u8]) {
     let stock = serde_json::from_slice::<SqsEvent>(bytes).map(into_messages);
-    let fast = serde_json::from_slice::<SqsRecords>(bytes).map(SqsRecords::into_messages);
+    let fast = SqsRecords::from_slice(bytes).map(SqsRecords::into_messages);
     match (stock, fast) {
         (Ok(stock), Ok(fast)) => assert_eq!(stock, fast, "{}", String::from_utf8_lossy(bytes)),
         (Err(_), Err(_)) => {}
@@ -186,7 +186,7 @@ fn malformed_events_are_rejected_by_both() {
     ] {
         assert!(serde_json::from_slice::<SqsEvent>(bad).is_err(), "stock accepted {}", String::from_utf8_lossy(bad));
         assert!(
-            serde_json::from_slice::<SqsRecords>(bad).is_err(),
+            SqsRecords::from_slice(bad).is_err(),
             "fast accepted {}",
             String::from_utf8_lossy(bad)
         );
@@ -199,9 +199,9 @@ fn events_and_records_must_be_objects_unlike_serdes_array_form() {
     // decoder takes these as events, sqsrt refuses them (found by fuzzing).
     for array_form in [&b"[[]]"[..], b"{\"Records\": [[\"id\"]]}"] {
         assert!(serde_json::from_slice::<SqsEvent>(array_form).is_ok());
-        let error = serde_json::from_slice::<SqsRecords>(array_form).unwrap_err();
+        let error = SqsRecords::from_slice(array_form).unwrap_err();
         assert!(
-            error.to_string().starts_with("invalid type: sequence"),
+            error.to_string().contains("invalid type: sequence"),
             "{error}"
         );
     }
@@ -211,7 +211,7 @@ fn events_and_records_must_be_objects_unlike_serdes_array_form() {
 fn a_missing_message_id_names_the_record_in_both() {
     let event = br#"{"Records":[{"messageId":"a"},{"body":"x"},{"messageId":""}]}"#;
     assert_same(event);
-    let error = serde_json::from_slice::<SqsRecords>(event)
+    let error = SqsRecords::from_slice(event)
         .unwrap()
         .into_messages()
         .unwrap_err();
@@ -219,4 +219,40 @@ fn a_missing_message_id_names_the_record_in_both() {
         error.to_string().split(" has").next(),
         Some("record 1 of 3")
     );
+}
+
+#[test]
+fn a_malformed_event_names_the_path_and_the_problem() {
+    let cases: [(&[u8], &str, &str); 5] = [
+        (
+            b"{\"Records\": [{\"messageId\": \"a\", \"body\": \"\xff\"}]}",
+            "Records[0].body",
+            "invalid unicode",
+        ),
+        (
+            b"{\"Records\": [{\"messageId\": \"a\", \"body\": \"\\ud800\"}]}",
+            "Records[0].body",
+            "escape",
+        ),
+        (
+            b"{\"Records\": [{\"messageId\": \"a\"}, {\"messageId\": 7}]}",
+            "Records[1].messageId",
+            "invalid type: integer",
+        ),
+        (
+            b"{\"Records\": [{\"messageId\": \"a\"}]} trailing",
+            ".",
+            "trailing characters",
+        ),
+        (b"hello", ".", "expected"),
+    ];
+    for (bytes, path, reason) in cases {
+        match SqsRecords::from_slice(bytes) {
+            Err(EventError::Malformed { path: p, reason: r }) => {
+                assert_eq!(p, path, "{r}");
+                assert!(r.contains(reason), "{r}");
+            }
+            other => panic!("{}: {other:?}", String::from_utf8_lossy(bytes)),
+        }
+    }
 }
