@@ -192,20 +192,15 @@ impl<H: Handler> Engine<H> {
         tokio::pin!(start_sleep, abandon_sleep, stop_signal, abandon_signal);
 
         loop {
-            if stopped.is_none() {
-                if options.stop.is_cancelled() {
-                    stopped = Some(SkipReason::Shutdown);
-                } else if options.start_deadline.is_some_and(|d| Instant::now() >= d) {
-                    stopped = Some(SkipReason::Deadline);
-                }
-                if let Some(reason) = &stopped {
-                    while let Some(index) = batch.ready.pop_front() {
-                        batch.skip_chain(Some(index), reason, &mut on_report);
-                    }
-                }
-            }
+            batch.check_stop(&mut stopped, options, &mut on_report);
             if stopped.is_none() {
                 while !batch.ready.is_empty() {
+                    // Handlers finishing on their first poll keep this loop
+                    // busy: stop and start deadline are checked before each.
+                    batch.check_stop(&mut stopped, options, &mut on_report);
+                    if stopped.is_some() {
+                        break;
+                    }
                     let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
                         break;
                     };
@@ -414,6 +409,29 @@ impl Batch {
             next_in_group,
             ready,
             pending: n,
+        }
+    }
+
+    /// Once a stop or the start deadline is seen, records why in `stopped`
+    /// and skips every message waiting to start.
+    fn check_stop(
+        &mut self,
+        stopped: &mut Option<SkipReason>,
+        options: &BatchOptions,
+        on_report: &mut impl FnMut(Report),
+    ) {
+        if stopped.is_some() {
+            return;
+        }
+        if options.stop.is_cancelled() {
+            *stopped = Some(SkipReason::Shutdown);
+        } else if options.start_deadline.is_some_and(|d| Instant::now() >= d) {
+            *stopped = Some(SkipReason::Deadline);
+        }
+        if let Some(reason) = stopped {
+            while let Some(index) = self.ready.pop_front() {
+                self.skip_chain(Some(index), reason, on_report);
+            }
         }
     }
 
@@ -744,6 +762,43 @@ mod tests {
             peak.load(Ordering::SeqCst) >= 2,
             "handlers never overlapped"
         );
+    }
+
+    #[tokio::test]
+    async fn quick_synchronous_handlers_still_stop_at_the_start_deadline() {
+        // 40,000 handlers finishing on their first poll (tens of ms of work
+        // in a test build) against a start deadline 10 ms away: none may
+        // start after it (15 ms of slack for the check-then-start gap and
+        // the other tests sharing the CPUs).
+        let latest_start = Arc::new(Mutex::new(None::<std::time::Instant>));
+        let handler = {
+            let latest_start = Arc::clone(&latest_start);
+            handler_fn(move |_m: Message, _ctx: Context| {
+                let latest_start = Arc::clone(&latest_start);
+                async move {
+                    latest_start.lock().unwrap().replace(std::time::Instant::now());
+                    Ok(())
+                }
+            })
+        };
+        let engine = Engine::new(handler, config(4));
+        let batch: Vec<Message> = (0..40_000).map(|i| Message::new(i.to_string(), "")).collect();
+        let deadline = Instant::now() + Duration::from_millis(10);
+        let options = BatchOptions {
+            start_deadline: Some(deadline),
+            ..BatchOptions::default()
+        };
+        let outcomes = engine.run_batch(batch, &options).await;
+        let succeeded = outcomes.iter().filter(|o| o.is_success()).count();
+        let skipped = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Skipped { reason: SkipReason::Deadline }))
+            .count();
+        assert!(succeeded > 0 && skipped > 0, "{succeeded} ran, {skipped} skipped");
+        assert_eq!(succeeded + skipped, 40_000);
+        let latest = latest_start.lock().unwrap().expect("some ran");
+        let late = latest.saturating_duration_since(deadline.into_std());
+        assert!(late <= Duration::from_millis(15), "a handler started {late:?} after the start deadline");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
