@@ -776,13 +776,18 @@ mod tests {
             handler_fn(move |_m: Message, _ctx: Context| {
                 let latest_start = Arc::clone(&latest_start);
                 async move {
-                    latest_start.lock().unwrap().replace(std::time::Instant::now());
+                    latest_start
+                        .lock()
+                        .unwrap()
+                        .replace(std::time::Instant::now());
                     Ok(())
                 }
             })
         };
         let engine = Engine::new(handler, config(4));
-        let batch: Vec<Message> = (0..40_000).map(|i| Message::new(i.to_string(), "")).collect();
+        let batch: Vec<Message> = (0..40_000)
+            .map(|i| Message::new(i.to_string(), ""))
+            .collect();
         let deadline = Instant::now() + Duration::from_millis(10);
         let options = BatchOptions {
             start_deadline: Some(deadline),
@@ -792,13 +797,26 @@ mod tests {
         let succeeded = outcomes.iter().filter(|o| o.is_success()).count();
         let skipped = outcomes
             .iter()
-            .filter(|o| matches!(o, Outcome::Skipped { reason: SkipReason::Deadline }))
+            .filter(|o| {
+                matches!(
+                    o,
+                    Outcome::Skipped {
+                        reason: SkipReason::Deadline
+                    }
+                )
+            })
             .count();
-        assert!(succeeded > 0 && skipped > 0, "{succeeded} ran, {skipped} skipped");
+        assert!(
+            succeeded > 0 && skipped > 0,
+            "{succeeded} ran, {skipped} skipped"
+        );
         assert_eq!(succeeded + skipped, 40_000);
         let latest = latest_start.lock().unwrap().expect("some ran");
         let late = latest.saturating_duration_since(deadline.into_std());
-        assert!(late <= Duration::from_millis(15), "a handler started {late:?} after the start deadline");
+        assert!(
+            late <= Duration::from_millis(15),
+            "a handler started {late:?} after the start deadline"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

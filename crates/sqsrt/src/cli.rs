@@ -41,13 +41,15 @@ pub enum HandlerName {
     Log,
     /// Act as the JSON body says: {"action": "ok" | "fail" | "reject" | "panic" | "sleep", ...}.
     Scripted,
+    /// Succeed at once without reading the message: sqsrt's own cost, for benchmarks.
+    Noop,
 }
 
 /// Flags of both modes.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// Built-in handler: `log` (log each message and succeed) or `scripted` (act as the JSON
-    /// body says; see README). Ignored by programs that bring their own handler.
+    /// Built-in handler: `log` (log each message and succeed), `scripted` (act as the JSON
+    /// body says; see README) or `noop` (succeed at once). Ignored by programs that bring their own handler.
     #[arg(long, env = "SQSRT_HANDLER", default_value = "log",
           value_parser = handler_name("--handler", "SQSRT_HANDLER"))]
     pub handler: HandlerName,
@@ -152,7 +154,7 @@ fn handler_name(
     move |s| {
         HandlerName::from_str(s.trim(), true).map_err(|_| {
             format!(
-                "unknown handler; expected one of: log, scripted {}",
+                "unknown handler; expected one of: log, scripted, noop {}",
                 names(flag, var)
             )
         })

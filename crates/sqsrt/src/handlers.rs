@@ -18,6 +18,9 @@ pub enum Builtin {
     Log,
     /// Does what the JSON body says; see [`Builtin::Scripted`]'s docs in README.
     Scripted,
+    /// Succeeds at once without reading the message: what is left is
+    /// sqsrt's own cost (decode, engine, settle, log line), for benchmarks.
+    Noop,
 }
 
 impl From<HandlerName> for Builtin {
@@ -25,6 +28,7 @@ impl From<HandlerName> for Builtin {
         match name {
             HandlerName::Log => Self::Log,
             HandlerName::Scripted => Self::Scripted,
+            HandlerName::Noop => Self::Noop,
         }
     }
 }
@@ -44,6 +48,7 @@ impl Handler for Builtin {
                 Ok(())
             }
             Self::Scripted => scripted(&message, &ctx).await,
+            Self::Noop => Ok(()),
         }
     }
 }

@@ -149,7 +149,14 @@ async fn main() -> anyhow::Result<()> {
     let mut one_thread = Vec::new();
     for round in 0..repeat {
         random.push(drain_run(&sqs, &exponential_bodies(n, round as u64), &[]).await?);
-        noop.push(drain_run(&sqs, &vec![r#"{"action":"ok"}"#.to_owned(); n], &[]).await?);
+        noop.push(
+            drain_run(
+                &sqs,
+                &vec![r#"{"action":"ok"}"#.to_owned(); n],
+                &["--handler", "noop"],
+            )
+            .await?,
+        );
         // What a pod limited to one CPU runs by default.
         one_thread.push(
             drain_run(
