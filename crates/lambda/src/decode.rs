@@ -91,6 +91,32 @@ impl SqsRecords {
         }
     }
 
+    /// [`Self::from_slice`], on two threads when the payload is at least
+    /// `min_split_bytes` long: the `Records` array is cut near its middle at
+    /// a record boundary and each half is decoded on its own thread.
+    ///
+    /// The cut is found by looking for `},{"` from the middle (no scan of the
+    /// first half), which can also match inside a string. It is proven
+    /// by the decode itself: the first half must decode as whole records and
+    /// end exactly at the cut, which only a real boundary between two
+    /// records allows, and the second half must run to the array's end.
+    /// Anything else (no cut found, an event with other top-level keys,
+    /// whitespace between tokens, any error) falls back to
+    /// [`Self::from_slice`], whose errors name the path. The result is the
+    /// same either way (`tests/decode.rs`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::from_slice`].
+    pub fn from_slice_split(payload: &[u8], min_split_bytes: usize) -> Result<Self, EventError> {
+        if payload.len() >= min_split_bytes
+            && let Some(records) = decode_halves(payload)
+        {
+            return Ok(records);
+        }
+        Self::from_slice(payload)
+    }
+
     /// Number of records in the event.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -108,6 +134,46 @@ impl<'de> Deserialize<'de> for SqsRecords {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(EventVisitor)
     }
+}
+
+/// The start of every compact SQS event, as Lambda sends it.
+const EVENT_START: &[u8] = b"{\"Records\":[";
+
+/// [`SqsRecords::from_slice_split`]'s two-thread path; `None` where it does
+/// not apply or anything fails.
+fn decode_halves(payload: &[u8]) -> Option<SqsRecords> {
+    let records = payload.strip_prefix(EVENT_START)?;
+    let records = records.trim_ascii_end().strip_suffix(b"]}")?;
+    let middle = records.len() / 2;
+    // The next boundary is within a record's length of the middle.
+    let cut = middle + records[middle..].windows(4).position(|w| w == b"},{\"")?;
+    // `[` + whole records + `]`: the halves as JSON arrays.
+    let as_array = |part: &[u8]| {
+        let mut array = Vec::with_capacity(part.len() + 2);
+        array.push(b'[');
+        array.extend_from_slice(part);
+        array.push(b']');
+        array
+    };
+    let (first, second) = (as_array(&records[..=cut]), as_array(&records[cut + 2..]));
+    let decode = |array: &[u8]| -> Option<SqsRecords> {
+        let text = std::str::from_utf8(array).ok()?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let records = de.deserialize_seq(RecordsSeed).ok()?;
+        de.end().ok()?;
+        Some(records)
+    };
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| decode(&second));
+        (decode(&first), second.join().ok().flatten())
+    });
+    let (mut first, second) = (first?, second?);
+    if first.missing_id.is_none() {
+        first.missing_id = second.missing_id.map(|i| i + first.messages.len());
+    }
+    first.messages.extend(second.messages);
+    first.metas.extend(second.metas);
+    Some(first)
 }
 
 struct EventVisitor;
@@ -423,4 +489,25 @@ fn base64_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec
         .decode(&*text.0)
         .map(Some)
         .map_err(|e| de::Error::custom(format_args!("not valid base64: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_events_take_the_two_thread_path_and_others_do_not() {
+        let record = r#"{"messageId":"m","body":"},{\"x\":1}"}"#;
+        let event = format!("{{\"Records\":[{record},{record},{record}]}}");
+        let halves = decode_halves(event.as_bytes()).expect("a compact event is cut");
+        assert_eq!(halves.len(), 3);
+        for not_taken in [
+            "{\"Records\":[]}".to_owned(),
+            format!("{{\"Records\":[{record}]}}"),
+            format!("{{ \"Records\":[{record},{record}]}}"),
+            format!("{{\"Records\":[{record},{record}],\"x\":1}}"),
+        ] {
+            assert!(decode_halves(not_taken.as_bytes()).is_none(), "{not_taken}");
+        }
+    }
 }

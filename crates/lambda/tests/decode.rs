@@ -11,6 +11,14 @@ use sqsrt_lambda::{EventError, SqsRecords};
 fn assert_same(bytes: &[u8]) {
     let stock = serde_json::from_slice::<SqsEvent>(bytes).map(into_messages);
     let fast = SqsRecords::from_slice(bytes).map(SqsRecords::into_messages);
+    let split = SqsRecords::from_slice_split(bytes, 0).map(SqsRecords::into_messages);
+    assert_eq!(
+        fast.as_ref().ok(),
+        split.as_ref().ok(),
+        "two threads differ on {}",
+        String::from_utf8_lossy(bytes)
+    );
+    assert_eq!(fast.is_err(), split.is_err());
     match (stock, fast) {
         (Ok(stock), Ok(fast)) => assert_eq!(stock, fast, "{}", String::from_utf8_lossy(bytes)),
         (Err(_), Err(_)) => {}
@@ -155,6 +163,54 @@ fn generated_events_decode_the_same() {
         let records: Vec<Value> = (0..n).map(|_| record(&mut rng)).collect();
         let event = json!({ "Records": records, "extra": rng.below(2) == 0 });
         assert_same(event.to_string().as_bytes());
+    }
+}
+
+#[test]
+fn generated_compact_events_decode_the_same_on_two_threads() {
+    // The shape Lambda sends (`{"Records":[...]}`, compact), which the
+    // two-thread path takes.
+    let mut rng = Rng(0x0005_1017_C0DE_0042);
+    for _ in 0..500 {
+        let n = 2 + rng.below(20);
+        let records: Vec<Value> = (0..n).map(|_| record(&mut rng)).collect();
+        assert_same(json!({ "Records": records }).to_string().as_bytes());
+    }
+}
+
+#[test]
+fn the_two_thread_cut_is_never_fooled_by_look_alikes() {
+    let record = |id: &str, body: &str| json!({"messageId": id, "body": body, "receiptHandle": "r", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q"});
+    let look_alike = r#"},{"messageId":"fake"},{"#;
+    let cases = [
+        // Cut candidates inside bodies, on both sides of the middle.
+        json!({"Records": (0..9).map(|i| record(&i.to_string(), look_alike)).collect::<Vec<_>>()}),
+        json!({"Records": [record("a", "x"), record("b", "},{\"messageId\":"), record("c", "}"), record("d", "{\"")]}),
+        // Objects in arrays inside a record: a `},{"` one level down.
+        json!({"Records": [record("a", "x"), {"messageId": "b", "unknown": [{"k": 1}, {"k": 2}, {"k": 3}]}, record("c", "y")]}),
+        // A record without messageId in the second half: its index counts the first half.
+        json!({"Records": [record("a", "x"), record("b", "x"), {"body": "no id"}, record("d", "x")]}),
+        // A bad record in the second half: the same error as one thread.
+        json!({"Records": [record("a", "x"), record("b", "x"), record("c", "x"), {"messageId": 5}]}),
+    ];
+    for event in cases {
+        assert_same(event.to_string().as_bytes());
+    }
+    let compact =
+        json!({"Records": [record("a", "x"), record("b", "y"), {"body": "no id"}]}).to_string();
+    let error = SqsRecords::from_slice_split(compact.as_bytes(), 0)
+        .unwrap()
+        .into_messages()
+        .unwrap_err();
+    assert!(error.to_string().starts_with("record 2 of 3"), "{error}");
+    // Shapes the cut does not take fall back to one thread, same result.
+    for other in [
+        compact.replace(":[", ": [ "),
+        compact.replace("]}", "],\"other\":1}"),
+        format!("{compact}  \n"),
+        format!("{compact}]}}"),
+    ] {
+        assert_same(other.as_bytes());
     }
 }
 
