@@ -215,6 +215,17 @@ fn the_two_thread_cut_is_never_fooled_by_look_alikes() {
 }
 
 #[test]
+fn invalid_utf8_in_an_unknown_field_is_skipped_like_the_stock_decoder() {
+    // Found by fuzzing: sqsrt's payload-wide UTF-8 check refused it, the
+    // stock decoder skips unknown fields unread.
+    let mut event = br#"{"Records":[{"messageId":"a","unknownKey":"x"#.to_vec();
+    event.push(0xEC);
+    event.extend_from_slice(br#"y"},{"messageId":"b","body":"},{\"x\":1}"}]}"#);
+    assert!(serde_json::from_slice::<SqsEvent>(&event).is_ok());
+    assert_same(&event);
+}
+
+#[test]
 fn malformed_events_are_rejected_by_both() {
     for bad in [
         &b"not json"[..],
