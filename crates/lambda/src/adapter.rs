@@ -155,7 +155,7 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
 
     /// Serves invocations from the Lambda Runtime API until the process ends.
     ///
-    /// Each payload is decoded by [`DecodeFirst`] from the raw bytes; the
+    /// Each payload is decoded from the raw bytes ([`SqsRecords::from_slice_split`]); the
     /// log lines of an invocation carry its `request_id` (and
     /// `xray_trace_id` when X-Ray tracing is on).
     ///
