@@ -573,6 +573,28 @@ mod tests {
         })
     }
 
+    /// How many handlers run at once, and the most seen.
+    #[derive(Default)]
+    struct Gauge {
+        now: AtomicUsize,
+        peak: AtomicUsize,
+    }
+
+    impl Gauge {
+        fn enter(&self) {
+            let current = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(current, Ordering::SeqCst);
+        }
+
+        fn exit(&self) {
+            self.now.fetch_sub(1, Ordering::SeqCst);
+        }
+
+        fn peak(&self) -> usize {
+            self.peak.load(Ordering::SeqCst)
+        }
+    }
+
     fn msgs(bodies: &[(&str, Option<&str>, &str)]) -> Vec<Message> {
         bodies
             .iter()
@@ -661,17 +683,15 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrency_bound_is_never_exceeded_and_is_used() {
-        let now = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
+        let gauge = Arc::new(Gauge::default());
         let handler = {
-            let (now, peak) = (Arc::clone(&now), Arc::clone(&peak));
+            let gauge = Arc::clone(&gauge);
             handler_fn(move |_m: Message, _ctx: Context| {
-                let (now, peak) = (Arc::clone(&now), Arc::clone(&peak));
+                let gauge = Arc::clone(&gauge);
                 async move {
-                    let current = now.fetch_add(1, Ordering::SeqCst) + 1;
-                    peak.fetch_max(current, Ordering::SeqCst);
+                    gauge.enter();
                     tokio::time::sleep(Duration::from_millis(2)).await;
-                    now.fetch_sub(1, Ordering::SeqCst);
+                    gauge.exit();
                     Ok(())
                 }
             })
@@ -685,7 +705,7 @@ mod tests {
             engine.run_batch(batch, &options)
         );
         assert!(a.iter().chain(&b).all(Outcome::is_success));
-        assert_eq!(peak.load(Ordering::SeqCst), 7);
+        assert_eq!(gauge.peak(), 7);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -735,21 +755,18 @@ mod tests {
         // Each handler spins without awaiting until it has seen another one
         // running at the same time (bounded: 300 ms). Run one after another on
         // the batch's task, none would ever see another.
-        let now = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
+        let gauge = Arc::new(Gauge::default());
         let handler = {
-            let (now, peak) = (Arc::clone(&now), Arc::clone(&peak));
+            let gauge = Arc::clone(&gauge);
             handler_fn(move |_m: Message, _ctx: Context| {
-                let (now, peak) = (Arc::clone(&now), Arc::clone(&peak));
+                let gauge = Arc::clone(&gauge);
                 async move {
-                    let current = now.fetch_add(1, Ordering::SeqCst) + 1;
-                    peak.fetch_max(current, Ordering::SeqCst);
+                    gauge.enter();
                     let spin_until = std::time::Instant::now() + Duration::from_millis(300);
-                    while peak.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < spin_until
-                    {
+                    while gauge.peak() < 2 && std::time::Instant::now() < spin_until {
                         std::hint::spin_loop();
                     }
-                    now.fetch_sub(1, Ordering::SeqCst);
+                    gauge.exit();
                     Ok(())
                 }
             })
@@ -758,10 +775,7 @@ mod tests {
         let batch: Vec<Message> = (0..8).map(|i| Message::new(i.to_string(), "")).collect();
         let outcomes = engine.run_batch(batch, &BatchOptions::default()).await;
         assert!(outcomes.iter().all(Outcome::is_success));
-        assert!(
-            peak.load(Ordering::SeqCst) >= 2,
-            "handlers never overlapped"
-        );
+        assert!(gauge.peak() >= 2, "handlers never overlapped");
     }
 
     #[tokio::test]

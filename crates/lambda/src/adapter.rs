@@ -184,9 +184,19 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
                 invocation
             })
         };
+        // Two threads for a large event when the runtime has more than one
+        // (one CPU, or `--threads 1`: one thread).
+        let split_from = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => SPLIT_DECODE_BYTES,
+            _ => usize::MAX,
+        };
+        let layer = DecodeFirst {
+            decoded,
+            split_from,
+        };
         // Boxed: the runtime's future is deep enough to overflow rustc's
         // layout query depth when nested in callers' async fns.
-        Box::pin(Runtime::new(handler).layer(DecodeFirst { decoded }).run()).await
+        Box::pin(Runtime::new(handler).layer(layer).run()).await
     }
 
     /// Handles one event with `time_left` before the invocation deadline
@@ -299,8 +309,8 @@ impl<'de> Deserialize<'de> for Predecoded {
 }
 
 /// A layer in front of `lambda_runtime`'s own services: decodes each
-/// invocation's payload with [`SqsRecords::from_slice`] from the raw bytes
-/// and leaves `null` for the runtime to parse.
+/// invocation's payload with [`SqsRecords::from_slice_split`] from the raw
+/// bytes and leaves `null` for the runtime to parse.
 ///
 /// `lambda_runtime` parses every payload through `serde_path_to_error` into the
 /// handler's type; on a 10,000-record event the path tracking alone (a
@@ -310,6 +320,8 @@ impl<'de> Deserialize<'de> for Predecoded {
 /// still name the path: a payload that fails is parsed again with tracking.
 struct DecodeFirst {
     decoded: Arc<DecodedPayloads>,
+    /// Payloads from this size on are decoded on two threads.
+    split_from: usize,
 }
 
 impl<S> Layer<S> for DecodeFirst {
@@ -319,6 +331,7 @@ impl<S> Layer<S> for DecodeFirst {
         DecodeFirstService {
             inner,
             decoded: Arc::clone(&self.decoded),
+            split_from: self.split_from,
         }
     }
 }
@@ -327,6 +340,7 @@ impl<S> Layer<S> for DecodeFirst {
 struct DecodeFirstService<S> {
     inner: S,
     decoded: Arc<DecodedPayloads>,
+    split_from: usize,
 }
 
 impl<S> Service<LambdaInvocation> for DecodeFirstService<S>
@@ -342,13 +356,7 @@ where
     }
 
     fn call(&mut self, mut invocation: LambdaInvocation) -> Self::Future {
-        // Two threads for a large event when the runtime has more than one
-        // (one CPU, or `--threads 1`: one thread).
-        let split_from = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => SPLIT_DECODE_BYTES,
-            _ => usize::MAX,
-        };
-        let records = SqsRecords::from_slice_split(&invocation.body, split_from);
+        let records = SqsRecords::from_slice_split(&invocation.body, self.split_from);
         self.decoded
             .put(invocation.context.request_id.clone(), records);
         invocation.body = Bytes::from_static(b"null");

@@ -119,9 +119,8 @@ where
             BATCH.with(|batch| {
                 let mut batch = batch.borrow_mut();
                 batch.depth = batch.depth.saturating_sub(1);
-                if batch.depth == 0 && !batch.lines.is_empty() {
-                    (self.write)(&batch.lines);
-                    batch.lines.clear();
+                if batch.depth == 0 {
+                    batch.flush(&self.write);
                 }
             });
         }
@@ -183,8 +182,7 @@ where
                 }
                 batch.lines.extend_from_slice(out.as_bytes());
                 if batch.lines.len() >= BATCH_FLUSH_BYTES {
-                    (self.write)(&batch.lines);
-                    batch.lines.clear();
+                    batch.flush(&self.write);
                 }
                 true
             });
@@ -201,6 +199,16 @@ where
 struct LogBatch {
     depth: usize,
     lines: Vec<u8>,
+}
+
+impl LogBatch {
+    /// Writes the lines gathered so far, if any, with one write.
+    fn flush(&mut self, write: &impl Fn(&[u8])) {
+        if !self.lines.is_empty() {
+            write(&self.lines);
+            self.lines.clear();
+        }
+    }
 }
 
 thread_local! {
