@@ -50,6 +50,6 @@ pub use engine::{BatchOptions, Engine, EngineConfig, Report, panic_message};
 pub use handler::{
     Context, Handler, HandlerError, HandlerFn, JsonFn, decode_json, handler_fn, json_fn,
 };
-pub use message::{AttributeValue, Message, MessageAttribute};
+pub use message::{AttributeValue, Attributes, Message, MessageAttribute};
 pub use outcome::{Outcome, OutcomeKind, SkipReason};
 pub use retry::{MAX_VISIBILITY, RetryPolicy, RetryPolicyError};

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use sqsrt_core::{AttributeValue, Message, MessageAttribute};
+use sqsrt_core::{AttributeValue, Attributes, Message, MessageAttribute};
 use sqsrt_sqs::message_from_parts;
 
 use crate::event::{EventError, RecordMeta};
@@ -332,7 +332,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
         let mut receipt_handle: Option<Option<String>> = None;
         let mut body: Option<Option<String>> = None;
         let mut arn: Option<Option<Key<'de>>> = None;
-        let mut attributes: Option<HashMap<String, String>> = None;
+        let mut attributes: Option<Attributes> = None;
         let mut message_attributes: Option<HashMap<String, MessageAttribute>> = None;
         let mut unused: [Option<Option<CheckedStr>>; 4] = Default::default();
         while let Some(key) = map.next_key::<Key<'de>>()? {
@@ -345,7 +345,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                 "eventSourceARN" => set_once(&mut arn, map.next_value()?, "eventSourceARN")?,
                 "attributes" => set_once(
                     &mut attributes,
-                    map.next_value::<Option<SizedMap<String>>>()?
+                    map.next_value::<Option<WireAttributes>>()?
                         .map(|m| m.0)
                         .unwrap_or_default(),
                     "attributes",
@@ -414,28 +414,37 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
     }
 }
 
-/// A map deserialized into a table sized for SQS's usual handful of system
-/// attributes up front: serde's own `HashMap` impl starts empty (JSON gives
-/// no length) and rehashes twice on the way to four entries.
-struct SizedMap<V>(HashMap<String, V>);
+/// System attributes copied straight from the event's strings into
+/// [`Attributes`]' one buffer (no `String` per name or value). Sized for
+/// SQS's usual handful up front, room for an `AWSTraceHeader` included.
+struct WireAttributes(Attributes);
 
-impl<'de, V: Deserialize<'de>> Deserialize<'de> for SizedMap<V> {
+impl<'de> Deserialize<'de> for WireAttributes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MapVisitor<V>(std::marker::PhantomData<V>);
-        impl<'de, V: Deserialize<'de>> Visitor<'de> for MapVisitor<V> {
-            type Value = SizedMap<V>;
+        struct MapVisitor;
+        impl<'de> Visitor<'de> for MapVisitor {
+            type Value = WireAttributes;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a map")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SizedMap<V>, A::Error> {
-                let mut out = HashMap::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((key, value)) = map.next_entry()? {
-                    out.insert(key, value);
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WireAttributes, A::Error> {
+                let mut out = Attributes::with_capacity(6, 256);
+                let mut failed = None;
+                // `extend` keeps the last of a repeated name, as a map does.
+                out.extend(std::iter::from_fn(|| {
+                    map.next_entry::<Key<'de>, Key<'de>>()
+                        .map_err(|e| failed = Some(e))
+                        .ok()
+                        .flatten()
+                        .map(|(name, value)| (name.0, value.0))
+                }));
+                match failed {
+                    Some(error) => Err(error),
+                    None => Ok(WireAttributes(out)),
                 }
-                Ok(SizedMap(out))
             }
         }
-        deserializer.deserialize_map(MapVisitor(std::marker::PhantomData))
+        deserializer.deserialize_map(MapVisitor)
     }
 }
 

@@ -86,7 +86,7 @@ fn convert(record: SqsMessage) -> (Message, RecordMeta) {
     let message = message_from_parts(
         id,
         record.body.unwrap_or_default(),
-        record.attributes,
+        record.attributes.iter().collect(),
         message_attributes,
     );
     let meta = RecordMeta {

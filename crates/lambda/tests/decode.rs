@@ -226,6 +226,33 @@ fn invalid_utf8_in_an_unknown_field_is_skipped_like_the_stock_decoder() {
 }
 
 #[test]
+fn repeated_escaped_and_many_attribute_names_decode_the_same() {
+    // The last value of a repeated name wins in both (the fast decoder keeps
+    // attributes in one buffer, not a map), escaped names are unescaped,
+    // and a record with hundreds of names takes the sorting path.
+    assert_same(
+        br#"{"Records":[{"messageId":"a","attributes":{"SenderId":"x","ApproximateReceiveCount":"2","SenderId":"y","\u0041":"escaped \"v\"","ApproximateReceiveCount":"5"}}]}"#,
+    );
+    let many: serde_json::Map<String, Value> = (0..600)
+        .map(|i| (format!("name{}", i % 250), json!(i.to_string())))
+        .collect();
+    let text = format!(
+        "{{\"Records\":[{{\"messageId\":\"a\",\"attributes\":{{{}}}}}]}}",
+        (0..600)
+            .map(|i| format!("\"name{}\":\"{i}\"", i % 250))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    assert_same(text.as_bytes());
+    let (messages, _) = SqsRecords::from_slice(text.as_bytes())
+        .unwrap()
+        .into_messages()
+        .unwrap();
+    assert_eq!(messages[0].attributes.len(), many.len());
+    assert_eq!(messages[0].attributes.get("name3"), Some("503"));
+}
+
+#[test]
 fn malformed_events_are_rejected_by_both() {
     for bad in [
         &b"not json"[..],

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use sqsrt_core::{Message, MessageAttribute};
+use sqsrt_core::{Attributes, Message, MessageAttribute};
 
 /// A [`Message`] whose receive count, FIFO group and sent time are read from
 /// SQS's system `attributes` (`ApproximateReceiveCount`, default 1;
@@ -14,7 +14,7 @@ use sqsrt_core::{Message, MessageAttribute};
 pub fn message_from_parts(
     id: String,
     body: String,
-    attributes: HashMap<String, String>,
+    attributes: Attributes,
     message_attributes: HashMap<String, MessageAttribute>,
 ) -> Message {
     Message {
@@ -22,7 +22,7 @@ pub fn message_from_parts(
             .get("ApproximateReceiveCount")
             .and_then(|c| c.parse().ok())
             .unwrap_or(1),
-        group_id: attributes.get("MessageGroupId").cloned(),
+        group_id: attributes.get("MessageGroupId").map(str::to_owned),
         sent_at: attributes
             .get("SentTimestamp")
             .and_then(|t| t.parse::<u64>().ok())
@@ -46,15 +46,15 @@ mod tests {
 
     #[test]
     fn reads_count_group_and_sent_time_from_attributes() {
-        let attributes = HashMap::from([
-            ("ApproximateReceiveCount".to_owned(), "3".to_owned()),
-            ("MessageGroupId".to_owned(), "g".to_owned()),
-            ("SentTimestamp".to_owned(), "1500".to_owned()),
+        let attributes = Attributes::from_iter([
+            ("ApproximateReceiveCount", "3"),
+            ("MessageGroupId", "g"),
+            ("SentTimestamp", "1500"),
         ]);
         let m = message_from_parts("m".into(), "b".into(), attributes, HashMap::new());
         assert_eq!((m.receive_count, m.group_id.as_deref()), (3, Some("g")));
         assert_eq!(m.sent_at, Some(UNIX_EPOCH + Duration::from_millis(1500)));
-        let bare = message_from_parts("m".into(), "b".into(), HashMap::new(), HashMap::new());
+        let bare = message_from_parts("m".into(), "b".into(), Attributes::new(), HashMap::new());
         assert_eq!(
             (bare.receive_count, bare.group_id, bare.sent_at),
             (1, None, None)

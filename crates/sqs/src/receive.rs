@@ -1,14 +1,13 @@
 //! What the worker needs beyond [`QueueClient`]: receive, delete, and the
 //! queue's own attributes; and the conversion of received messages.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
-use sqsrt_core::{AttributeValue, Message, MessageAttribute};
+use sqsrt_core::{AttributeValue, Attributes, Message, MessageAttribute};
 
 use crate::client::{EntryFailure, QueueClient, SqsClient, entry_failures};
 use crate::error::{SqsError, SqsErrorKind};
@@ -181,11 +180,11 @@ fn convert(m: aws_sdk_sqs::types::Message) -> Result<Received, String> {
     let Some(receipt_handle) = m.receipt_handle.filter(|r| !r.is_empty()) else {
         return Err(format!("received message {id} has no ReceiptHandle"));
     };
-    let attributes: HashMap<String, String> = m
+    let attributes: Attributes = m
         .attributes
         .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v))
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
         .collect();
     let message_attributes = m
         .message_attributes
