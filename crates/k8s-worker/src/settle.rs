@@ -476,10 +476,16 @@ fn log_outcome(held: &Held, outcome: &Outcome, elapsed: Option<Duration>) {
     let kind = outcome.kind().as_str();
     match outcome.reason() {
         None => {
-            info!(message_id = %held.message_id, outcome = kind, receive_count = held.receive_count, duration_ms, "Message processed.");
+            info!(
+                message_id = held.message_id.as_str(),
+                outcome = kind,
+                receive_count = held.receive_count,
+                duration_ms,
+                "Message processed."
+            );
         }
         Some(reason) => {
-            info!(message_id = %held.message_id, outcome = kind, receive_count = held.receive_count, duration_ms, reason = %reason, "Message processed.");
+            info!(message_id = held.message_id.as_str(), outcome = kind, receive_count = held.receive_count, duration_ms, reason = %reason, "Message processed.");
         }
     }
 }

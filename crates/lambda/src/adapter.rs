@@ -374,9 +374,11 @@ fn log_outcomes(ids: &[String], settled: &[Settled]) {
     for (id, s) in ids.iter().zip(settled) {
         let outcome = s.outcome.kind().as_str();
         match s.outcome.reason() {
-            None => info!(message_id = %id, outcome, "Message processed."),
+            // `as_str`, not `%`: a string field is written as is, without
+            // the formatting machinery (a part of each line's cost).
+            None => info!(message_id = id.as_str(), outcome, "Message processed."),
             Some(reason) => info!(
-                message_id = %id,
+                message_id = id.as_str(),
                 outcome,
                 reason = %reason,
                 listed = s.listed,
