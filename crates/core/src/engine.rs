@@ -203,7 +203,7 @@ impl<H: Handler> Engine<H> {
     ) where
         F: FnMut(Report),
     {
-        let mut batch = Batch::new(messages);
+        let mut batch = Batch::new(messages, &options.abandon);
         let mut running: JoinSet<TaskOutput> = JoinSet::new();
         // The task of each running message; `None` once it is reported.
         let mut task_of: Vec<Option<Id>> = vec![None; batch.slots.len()];
@@ -284,6 +284,8 @@ impl<H: Handler> Engine<H> {
                 permit = Arc::clone(&self.permits).acquire_owned(), if stopped.is_none() && !batch.ready.is_empty() && running.is_empty() => {
                     let permit = permit.expect("the engine never closes its semaphore");
                     let index = batch.ready.pop_front().expect("checked non-empty");
+                    // The last check was before the wait: read the clock afresh.
+                    batch.checked_at = None;
                     if let Some(output) = self.start(&mut batch, index, permit, options, &mut running, &mut task_of, &mut inline) {
                         let (index, outcome, elapsed) = self.outcome_of(output);
                         batch.finish(index, outcome, elapsed, stopped.as_ref(), &mut on_report);
@@ -324,12 +326,12 @@ impl<H: Handler> Engine<H> {
             .expect("a message starts at most once");
         let handler = Arc::clone(&self.handler);
         let timeout = self.config.handler_timeout;
-        let started = Instant::now();
+        let started = batch.checked_at.take().unwrap_or_else(Instant::now);
         let mut deadline = started + timeout;
         if let Some(start_deadline) = options.start_deadline {
             deadline = deadline.min(start_deadline);
         }
-        let ctx = Context::new(deadline, options.abandon.clone());
+        let ctx = Context::shared(deadline, Arc::clone(&batch.abandon));
         // Boxed so that it can move into a task after its first poll.
         let mut task = Box::pin(async move {
             let _permit = permit;
@@ -403,10 +405,15 @@ struct Batch {
     next_in_group: Vec<Option<usize>>,
     ready: VecDeque<usize>,
     pending: usize,
+    /// The batch's abandon signal, shared by its handlers' contexts.
+    abandon: Arc<CancellationToken>,
+    /// The clock as `check_stop` last read it, taken by the start that
+    /// follows: one clock read per start, not two.
+    checked_at: Option<Instant>,
 }
 
 impl Batch {
-    fn new(messages: Vec<Message>) -> Self {
+    fn new(messages: Vec<Message>, abandon: &CancellationToken) -> Self {
         let n = messages.len();
         let mut next_in_group = vec![None; n];
         let mut ready = VecDeque::with_capacity(n);
@@ -435,6 +442,8 @@ impl Batch {
             next_in_group,
             ready,
             pending: n,
+            abandon: Arc::new(abandon.clone()),
+            checked_at: None,
         }
     }
 
@@ -451,8 +460,12 @@ impl Batch {
         }
         if options.stop.is_cancelled() {
             *stopped = Some(SkipReason::Shutdown);
-        } else if options.start_deadline.is_some_and(|d| Instant::now() >= d) {
-            *stopped = Some(SkipReason::Deadline);
+        } else if let Some(deadline) = options.start_deadline {
+            let now = Instant::now();
+            self.checked_at = Some(now);
+            if now >= deadline {
+                *stopped = Some(SkipReason::Deadline);
+            }
         }
         if let Some(reason) = stopped {
             while let Some(index) = self.ready.pop_front() {
@@ -954,6 +967,45 @@ mod tests {
                 .iter()
                 .any(|id| id == "a3" || id == "a4")
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_that_waited_for_a_slot_gets_its_full_time_from_its_own_start() {
+        // One slot shared by two batches, 100 ms handlers, 250 ms handler
+        // timeout: the second batch's message waits for the slot, and its
+        // context's deadline and reported duration count from its own start,
+        // not from a clock read before the wait.
+        let remaining = Arc::new(Mutex::new(Vec::new()));
+        let handler = {
+            let remaining = Arc::clone(&remaining);
+            handler_fn(move |_m: Message, ctx: Context| {
+                let remaining = Arc::clone(&remaining);
+                async move {
+                    remaining.lock().unwrap().push(ctx.remaining());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok(())
+                }
+            })
+        };
+        let engine = Engine::new(
+            handler,
+            config(1).handler_timeout(Duration::from_millis(250)),
+        );
+        let options = BatchOptions {
+            start_deadline: Some(Instant::now() + Duration::from_secs(10)),
+            ..BatchOptions::default()
+        };
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        tokio::join!(
+            engine.run_batch_with(vec![Message::new("a", "")], &options, |r| first
+                .push(r.elapsed)),
+            engine.run_batch_with(vec![Message::new("b", "")], &options, |r| second
+                .push(r.elapsed)),
+        );
+        assert_eq!(*remaining.lock().unwrap(), [Duration::from_millis(250); 2]);
+        for elapsed in first.iter().chain(&second) {
+            assert_eq!(*elapsed, Some(Duration::from_millis(100)));
+        }
     }
 
     #[tokio::test(start_paused = true)]

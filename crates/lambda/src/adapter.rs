@@ -229,7 +229,16 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
             ..BatchOptions::default()
         };
         let receive_counts: Vec<u32> = messages.iter().map(|m| m.receive_count).collect();
-        let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+        // The ids outlive the messages (handlers consume them): copied into
+        // one buffer, two allocations per batch instead of one per message.
+        let id_text: String = messages.iter().map(|m| m.id.as_str()).collect();
+        let mut ids: Vec<&str> = Vec::with_capacity(count);
+        let mut rest = id_text.as_str();
+        for message in &messages {
+            let (id, after) = rest.split_at(message.id.len());
+            ids.push(id);
+            rest = after;
+        }
         let copies: Vec<Message> = if self.settler.has_dlq() {
             messages.clone()
         } else {
@@ -252,11 +261,11 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
 
         let batch_item_failures: Vec<BatchItemFailure> = settled
             .iter()
-            .zip(ids)
+            .zip(&ids)
             .filter(|(s, _)| s.listed)
             .map(|(_, id)| {
                 let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
+                (*id).clone_into(&mut failure.item_identifier);
                 failure
             })
             .collect();
@@ -370,15 +379,15 @@ where
 const SPLIT_DECODE_BYTES: usize = 1 << 20;
 
 /// One log record per message, with its final outcome.
-fn log_outcomes(ids: &[String], settled: &[Settled]) {
+fn log_outcomes(ids: &[&str], settled: &[Settled]) {
     for (id, s) in ids.iter().zip(settled) {
         let outcome = s.outcome.kind().as_str();
         match s.outcome.reason() {
             // `as_str`, not `%`: a string field is written as is, without
             // the formatting machinery (a part of each line's cost).
-            None => info!(message_id = id.as_str(), outcome, "Message processed."),
+            None => info!(message_id = *id, outcome, "Message processed."),
             Some(reason) => info!(
-                message_id = id.as_str(),
+                message_id = *id,
                 outcome,
                 reason = %reason,
                 listed = s.listed,

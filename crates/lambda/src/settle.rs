@@ -75,7 +75,7 @@ impl<Q: QueueClient> Settler<Q> {
         metas: &[RecordMeta],
         copies: &[Message],
         receive_counts: &[u32],
-        ids: &[String],
+        ids: &[&str],
         until: Option<Instant>,
     ) -> Vec<Settled> {
         let mut settled: Vec<Settled> = outcomes
@@ -193,7 +193,7 @@ impl<Q: QueueClient> Settler<Q> {
         settled: &[Settled],
         metas: &[RecordMeta],
         receive_counts: &[u32],
-        ids: &[String],
+        ids: &[&str],
     ) {
         if self.visibility_forbidden.load(Ordering::Relaxed) {
             return;
@@ -211,7 +211,7 @@ impl<Q: QueueClient> Settler<Q> {
         let retried: HashMap<&str, Duration> = timeouts
             .iter()
             .zip(ids)
-            .filter_map(|(t, id)| t.map(|t| (id.as_str(), t)))
+            .filter_map(|(t, id)| t.map(|t| (*id, t)))
             .collect();
         let mut by_arn: HashMap<&str, Vec<VisibilityChange>> = HashMap::new();
         for (index, s) in settled.iter().enumerate() {
