@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{Id, JoinSet};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -335,12 +335,30 @@ impl<H: Handler> Engine<H> {
         // Boxed so that it can move into a task after its first poll.
         let mut task = Box::pin(async move {
             let _permit = permit;
-            let run = AssertUnwindSafe(tokio::time::timeout(timeout, handler.handle(message, ctx)))
-                .catch_unwind()
-                .await;
-            let result = run
-                .map(Result::ok)
-                .map_err(|payload| panic_message(&*payload));
+            let run = AssertUnwindSafe(async move {
+                let mut handling = std::pin::pin!(handler.handle(message, ctx));
+                // `tokio::time::timeout`, with its timer made on the first
+                // poll that finds the handler waiting: one that finishes at
+                // once (most of a quick batch) costs no timer, runtime
+                // handle or clock read.
+                let mut timer = std::pin::pin!(None::<Sleep>);
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(result) = handling.as_mut().poll(cx) {
+                        return Poll::Ready(Some(result));
+                    }
+                    if timer.is_none() {
+                        timer.set(Some(sleep_until(started + timeout)));
+                    }
+                    match timer.as_mut().as_pin_mut() {
+                        Some(sleep) => sleep.poll(cx).map(|()| None),
+                        None => Poll::Pending,
+                    }
+                })
+                .await
+            })
+            .catch_unwind()
+            .await;
+            let result = run.map_err(|payload| panic_message(&*payload));
             (index, result, started.elapsed())
         });
         if inline.enabled() {
