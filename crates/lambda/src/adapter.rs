@@ -13,7 +13,7 @@ use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Diagnostic, LambdaEvent, LambdaInvocation, Runtime, service_fn};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use sqsrt_core::{BatchOptions, Engine, Handler, Message, RetryPolicy};
+use sqsrt_core::{BatchOptions, Engine, Handler, Message, Outcome, RetryPolicy};
 use sqsrt_sqs::QueueClient;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
@@ -199,6 +199,37 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         Box::pin(Runtime::new(handler).layer(layer).run()).await
     }
 
+    /// Runs the batch through the engine. A large batch from a standard
+    /// queue is run as two halves at once, the second on another runtime
+    /// thread, so that handlers finishing on their first poll (which run on
+    /// the batch's own task) use both CPUs; the halves share the engine's
+    /// in-flight bound and the deadlines. FIFO batches stay whole (a group's
+    /// order spans the batch).
+    async fn run_engine(&self, mut messages: Vec<Message>, options: &BatchOptions) -> Vec<Outcome> {
+        let count = messages.len();
+        if !two_threads(count) || messages.iter().any(|m| m.group_id.is_some()) {
+            return self.engine.run_batch(messages, options).await;
+        }
+        let second = messages.split_off(count / 2);
+        let (engine, second_options) = (self.engine.clone(), options.clone());
+        let second_count = second.len();
+        let second = tokio::spawn(
+            async move { engine.run_batch(second, &second_options).await }
+                .instrument(tracing::Span::current()),
+        );
+        let mut outcomes = self.engine.run_batch(messages, options).await;
+        match second.await {
+            Ok(rest) => outcomes.extend(rest),
+            // Only a runtime shutting down cancels the task: its records are
+            // listed and return.
+            Err(error) => outcomes.extend((0..second_count).map(|_| Outcome::Retry {
+                reason: format!("the batch's second half did not finish: {error}"),
+                delay: None,
+            })),
+        }
+        outcomes
+    }
+
     /// Handles one event with `time_left` before the invocation deadline
     /// (`None`: no deadline) and builds the response.
     ///
@@ -244,7 +275,7 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         } else {
             Vec::new()
         };
-        let outcomes = self.engine.run_batch(messages, &options).await;
+        let outcomes = self.run_engine(messages, &options).await;
         let settle_until = deadline.map(|d| d.checked_sub(margin / 4).unwrap_or(now));
         let settled = self
             .settler
@@ -257,7 +288,7 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
                 settle_until,
             )
             .await;
-        tracing::info_span!(sqsrt_core::LOG_BATCH_SPAN).in_scope(|| log_outcomes(&ids, &settled));
+        log_outcomes(&ids, &settled, two_threads(count));
 
         let batch_item_failures: Vec<BatchItemFailure> = settled
             .iter()
@@ -378,8 +409,46 @@ where
 /// costs more than it saves.
 const SPLIT_DECODE_BYTES: usize = 1 << 20;
 
-/// One log record per message, with its final outcome.
-fn log_outcomes(ids: &[&str], settled: &[Settled]) {
+/// Batches from this many records on run as two halves at once (engine and
+/// log lines) when the runtime has two or more threads.
+const SPLIT_RECORDS: usize = 2_000;
+
+/// Whether a batch of `count` records is worth two threads here.
+fn two_threads(count: usize) -> bool {
+    count >= SPLIT_RECORDS
+        && tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+/// One log record per message, with its final outcome, in a log batch
+/// (`sqsrt_core::LOG_BATCH_SPAN`: one write). With `split`, the second half's
+/// lines are built on a second thread, in the caller's span, and written
+/// with a write of their own.
+fn log_outcomes(ids: &[&str], settled: &[Settled], split: bool) {
+    let batch = |ids: &[&str], settled: &[Settled]| {
+        tracing::info_span!(sqsrt_core::LOG_BATCH_SPAN).in_scope(|| log_lines(ids, settled));
+    };
+    if !split {
+        batch(ids, settled);
+        return;
+    }
+    let half = ids.len() / 2;
+    // The caller's subscriber and span, also when the subscriber is this
+    // thread's default rather than the global one.
+    let span = tracing::Span::current();
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            tracing::dispatcher::with_default(&dispatch, || {
+                span.in_scope(|| batch(&ids[half..], &settled[half..]));
+            });
+        });
+        batch(&ids[..half], &settled[..half]);
+    });
+}
+
+/// The log lines of [`log_outcomes`].
+fn log_lines(ids: &[&str], settled: &[Settled]) {
     for (id, s) in ids.iter().zip(settled) {
         let outcome = s.outcome.kind().as_str();
         match s.outcome.reason() {
