@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -98,14 +99,17 @@ impl SqsRecords {
     }
 
     /// [`Self::from_slice`], on two threads when the payload is at least
-    /// `min_split_bytes` long: the `Records` array is cut near its middle at
-    /// a record boundary and each half is decoded on its own thread.
+    /// `min_split_bytes` long: the `Records` array is cut into four chunks
+    /// at record boundaries, which the caller and one helper thread decode
+    /// in turn.
     ///
-    /// The cut is found by looking for `},{"` from the middle (no scan of the
-    /// first half), which can also match inside a string. It is proven
-    /// by the decode itself: the first half must decode as whole records and
-    /// end exactly at the cut, which only a real boundary between two
-    /// records allows, and the second half must run to the array's end.
+    /// Each cut is found by looking for `},{"` from a quarter, half and
+    /// three quarters of the array (no scan of what lies between), which can
+    /// also match at the end of a string. The cuts are proven by the decode
+    /// itself: every chunk must decode as an array of whole records, which
+    /// only real boundaries between records allow (a cut in a string leaves
+    /// one chunk with an unterminated string), and JSON arrays compose: the
+    /// chunks' records, in order, are the array's.
     /// Anything else (no cut found, an event with other top-level keys,
     /// whitespace between tokens, any error) falls back to
     /// [`Self::from_slice`], whose errors name the path. The result is the
@@ -116,7 +120,7 @@ impl SqsRecords {
     /// As [`Self::from_slice`].
     pub fn from_slice_split(payload: &[u8], min_split_bytes: usize) -> Result<Self, EventError> {
         if payload.len() >= min_split_bytes
-            && let Some(records) = decode_halves(payload)
+            && let Some(records) = decode_chunks(payload)
         {
             return Ok(records);
         }
@@ -158,25 +162,41 @@ fn decode_whole<'de, R: serde_json::de::Read<'de>>(
 /// The start of every compact SQS event, as Lambda sends it.
 const EVENT_START: &[u8] = b"{\"Records\":[";
 
+/// Chunks the records are cut into for the two threads: more chunks than
+/// threads, taken in turn from a shared counter, so that when the helper
+/// thread starts late (the OS took milliseconds at times to run it on the
+/// other CPU, which made the decode as slow as on one thread) the caller
+/// decodes its share.
+const CHUNKS: usize = 4;
+
 /// [`SqsRecords::from_slice_split`]'s two-thread path; `None` where it does
 /// not apply or anything fails.
-fn decode_halves(payload: &[u8]) -> Option<SqsRecords> {
+fn decode_chunks(payload: &[u8]) -> Option<SqsRecords> {
     let records = payload.strip_prefix(EVENT_START)?;
     let records = records.trim_ascii_end().strip_suffix(b"]}")?;
-    let middle = records.len() / 2;
-    // The next boundary is within a record's length of the middle.
-    let cut = middle + records[middle..].windows(4).position(|w| w == b"},{\"")?;
-    // `[` + whole records + `]`: the halves as JSON arrays.
-    let as_array = |part: &[u8]| {
+    // Whole records `{..}` from `start` to `end`: each cut is the next
+    // `},{"` after an even share of the bytes (within a record's length).
+    let mut chunks: Vec<(usize, usize)> = Vec::with_capacity(CHUNKS);
+    let mut start = 0;
+    for k in 1..CHUNKS {
+        let from = (records.len() * k / CHUNKS).max(start);
+        let Some(at) = records[from..].windows(4).position(|w| w == b"},{\"") else {
+            break;
+        };
+        chunks.push((start, from + at + 1));
+        start = from + at + 2;
+    }
+    if chunks.is_empty() {
+        return None;
+    }
+    chunks.push((start, records.len()));
+    // `[` + whole records + `]`: each chunk as a JSON array, copied by the
+    // thread that decodes it.
+    let decode = |part: &[u8]| -> Option<SqsRecords> {
         let mut array = Vec::with_capacity(part.len() + 2);
         array.push(b'[');
         array.extend_from_slice(part);
         array.push(b']');
-        array
-    };
-    // Each thread copies its own half.
-    let decode = |part: &[u8]| -> Option<SqsRecords> {
-        let array = as_array(part);
         let text = std::str::from_utf8(&array).ok()?;
         let mut de = serde_json::Deserializer::from_str(text);
         let records = de
@@ -185,17 +205,39 @@ fn decode_halves(payload: &[u8]) -> Option<SqsRecords> {
         de.end().ok()?;
         Some(records)
     };
-    let (first, second) = std::thread::scope(|scope| {
-        let second = scope.spawn(|| decode(&records[cut + 2..]));
-        (decode(&records[..=cut]), second.join().ok().flatten())
-    });
-    let (mut first, second) = (first?, second?);
-    if first.missing_id.is_none() {
-        first.missing_id = second.missing_id.map(|i| i + first.messages.len());
+    let next = AtomicUsize::new(0);
+    let take_chunks = || {
+        let mut done = Vec::new();
+        while let Some(&(start, end)) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
+            done.push((start, decode(&records[start..end])));
+        }
+        done
+    };
+    let mut decoded = std::thread::scope(|scope| {
+        let helper = scope.spawn(take_chunks);
+        let mut mine = take_chunks();
+        mine.extend(helper.join().ok()?);
+        Some(mine)
+    })?;
+    decoded.sort_unstable_by_key(|(start, _)| *start);
+    let count = decoded
+        .iter()
+        .map(|(_, part)| part.as_ref().map_or(0, SqsRecords::len))
+        .sum();
+    let mut all = SqsRecords {
+        messages: Vec::with_capacity(count),
+        metas: Vec::with_capacity(count),
+        missing_id: None,
+    };
+    for (_, part) in decoded {
+        let part = part?;
+        if all.missing_id.is_none() {
+            all.missing_id = part.missing_id.map(|i| i + all.messages.len());
+        }
+        all.messages.extend(part.messages);
+        all.metas.extend(part.metas);
     }
-    first.messages.extend(second.messages);
-    first.metas.extend(second.metas);
-    Some(first)
+    Some(all)
 }
 
 struct EventVisitor {
@@ -545,10 +587,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn four_chunks_keep_the_records_order_and_the_first_missing_id() {
+        // Twelve records, no id on records 5 and 10: four chunks of three,
+        // decoded in any order by two threads, merged in record order.
+        let records: Vec<String> = (0..12)
+            .map(|i| {
+                if i == 5 || i == 10 {
+                    format!(r#"{{"body":"b{i}"}}"#)
+                } else {
+                    format!(r#"{{"messageId":"m{i}","body":"b{i}"}}"#)
+                }
+            })
+            .collect();
+        let event = format!("{{\"Records\":[{}]}}", records.join(","));
+        let chunked = decode_chunks(event.as_bytes()).expect("a compact event is cut");
+        let whole = SqsRecords::from_slice(event.as_bytes()).unwrap();
+        assert_eq!(chunked.missing_id, Some(5));
+        assert_eq!(chunked.messages, whole.messages);
+        assert_eq!(chunked.metas, whole.metas);
+        let bodies: Vec<&str> = chunked.messages.iter().map(|m| m.body.as_str()).collect();
+        let want: Vec<String> = (0..12).map(|i| format!("b{i}")).collect();
+        assert_eq!(bodies, want);
+    }
+
+    #[test]
     fn compact_events_take_the_two_thread_path_and_others_do_not() {
         let record = r#"{"messageId":"m","body":"},{\"x\":1}"}"#;
         let event = format!("{{\"Records\":[{record},{record},{record}]}}");
-        let halves = decode_halves(event.as_bytes()).expect("a compact event is cut");
+        let halves = decode_chunks(event.as_bytes()).expect("a compact event is cut");
         assert_eq!(halves.len(), 3);
         for not_taken in [
             "{\"Records\":[]}".to_owned(),
@@ -556,7 +622,7 @@ mod tests {
             format!("{{ \"Records\":[{record},{record}]}}"),
             format!("{{\"Records\":[{record},{record}],\"x\":1}}"),
         ] {
-            assert!(decode_halves(not_taken.as_bytes()).is_none(), "{not_taken}");
+            assert!(decode_chunks(not_taken.as_bytes()).is_none(), "{not_taken}");
         }
     }
 }
