@@ -31,6 +31,9 @@ fn event(n: usize) -> anyhow::Result<String> {
     Ok(json!({ "Records": records }).to_string())
 }
 
+/// Invocations of each size run before the measured ones, not counted.
+const WARM_UP: usize = 5;
+
 fn spawn(api: &RuntimeApi, handler: &str) -> anyhow::Result<(ChildGuard, u32, Instant)> {
     let mut cmd = Command::new(sqsrt_bin()?);
     cmd.envs(offline_aws_env())
@@ -95,11 +98,15 @@ async fn main() -> anyhow::Result<()> {
         for &n in sizes {
             let body = event(n)?;
             let mut times = Vec::new();
-            for _ in 0..(if n == 10 {
+            let measured = if n == 10 {
                 invocations * 5
             } else {
                 invocations
-            }) {
+            };
+            // The first invocations of a size grow the heap (page faults on
+            // fresh memory): run and drop WARM_UP of them, as criterion warms
+            // up, so the median is of warm invocations.
+            for round in 0..WARM_UP.min(measured) + measured {
                 let answer = api
                     .invoke(
                         body.clone(),
@@ -113,9 +120,11 @@ async fn main() -> anyhow::Result<()> {
                 if !text.contains("\"batchItemFailures\":[]") {
                     bail!("unexpected failures: {text}");
                 }
-                times.push(answer.elapsed);
+                if round >= WARM_UP.min(measured) {
+                    times.push(answer.elapsed);
+                }
             }
-            rows.push((handler, n, body.len(), median(times)));
+            rows.push((handler, n, body.len(), times.len(), median(times)));
         }
         busy_rss = busy_rss.max(peak_rss_kib(pid)?);
     }
@@ -137,14 +146,14 @@ async fn main() -> anyhow::Result<()> {
         ms(lo),
         ms(hi)
     );
-    for (handler, n, bytes, (lo, mid, hi)) in rows {
+    for (handler, n, bytes, count, (lo, mid, hi)) in rows {
         let target = if n == 10_000 && handler == "noop" {
             "< 20 ms"
         } else {
             ""
         };
         println!(
-            "| Lambda: warm invocation, {n} records ({} KB event), `{handler}` handler | {} ({}-{}) | {target} |",
+            "| Lambda: warm invocation, {n} records ({} KB event), `{handler}` handler, {count} invocations after {WARM_UP} unmeasured | {} ({}-{}) | {target} |",
             bytes / 1000,
             ms(mid),
             ms(lo),
