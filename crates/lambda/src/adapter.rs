@@ -437,13 +437,20 @@ fn log_outcomes(ids: &[&str], settled: &[Settled], split: bool) {
     // thread's default rather than the global one.
     let span = tracing::Span::current();
     let dispatch = tracing::dispatcher::get_default(Clone::clone);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            tracing::dispatcher::with_default(&dispatch, || {
-                span.in_scope(|| batch(&ids[half..], &settled[half..]));
-            });
+    let second_half = || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            span.in_scope(|| batch(&ids[half..], &settled[half..]));
         });
+    };
+    std::thread::scope(|scope| {
+        // When the OS refuses a thread, this one writes both halves.
+        let helper = std::thread::Builder::new()
+            .spawn_scoped(scope, second_half)
+            .ok();
         batch(&ids[..half], &settled[..half]);
+        if helper.is_none() {
+            second_half();
+        }
     });
 }
 

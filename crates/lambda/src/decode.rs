@@ -214,9 +214,14 @@ fn decode_chunks(payload: &[u8]) -> Option<SqsRecords> {
         done
     };
     let mut decoded = std::thread::scope(|scope| {
-        let helper = scope.spawn(take_chunks);
+        // When the OS refuses a thread, the caller takes every chunk.
+        let helper = std::thread::Builder::new()
+            .spawn_scoped(scope, take_chunks)
+            .ok();
         let mut mine = take_chunks();
-        mine.extend(helper.join().ok()?);
+        if let Some(helper) = helper {
+            mine.extend(helper.join().ok()?);
+        }
         Some(mine)
     })?;
     decoded.sort_unstable_by_key(|(start, _)| *start);
