@@ -765,16 +765,25 @@ mod tests {
         assert_eq!(gauge.peak(), 7);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn quick_handlers_finish_on_the_batch_task_and_waiting_ones_get_their_own() {
+    /// Runs `batch` on a task of its own through a handler that, by body,
+    /// sleeps 1 ms (`wait`), spins 2 ms without awaiting (`slow`) or returns
+    /// at once; gives that task's id and each handler's body and task id.
+    async fn tasks_of_handlers(batch: Vec<Message>) -> (Id, Vec<(String, Option<Id>)>) {
         let tasks = Arc::new(Mutex::new(Vec::new()));
         let handler = {
             let tasks = Arc::clone(&tasks);
             handler_fn(move |m: Message, _ctx: Context| {
                 let tasks = Arc::clone(&tasks);
                 async move {
-                    if m.body == "wait" {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    match m.body.as_str() {
+                        "wait" => tokio::time::sleep(Duration::from_millis(1)).await,
+                        "slow" => {
+                            let until = std::time::Instant::now() + Duration::from_millis(2);
+                            while std::time::Instant::now() < until {
+                                std::hint::spin_loop();
+                            }
+                        }
+                        _ => {}
                     }
                     tasks.lock().unwrap().push((m.body, tokio::task::try_id()));
                     Ok(())
@@ -782,20 +791,26 @@ mod tests {
             })
         };
         let engine = Engine::new(handler, config(4));
-        let batch = msgs(&[
-            ("a", None, "quick"),
-            ("b", None, "wait"),
-            ("c", None, "quick"),
-        ]);
         let batch_task = tokio::spawn(async move {
             let outcomes = engine.run_batch(batch, &BatchOptions::default()).await;
             assert!(outcomes.iter().all(Outcome::is_success));
         });
         let batch_id = batch_task.id();
         batch_task.await.unwrap();
-        let tasks = tasks.lock().unwrap();
+        let tasks = std::mem::take(&mut *tasks.lock().unwrap());
+        (batch_id, tasks)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quick_handlers_finish_on_the_batch_task_and_waiting_ones_get_their_own() {
+        let batch = msgs(&[
+            ("a", None, "quick"),
+            ("b", None, "wait"),
+            ("c", None, "quick"),
+        ]);
+        let (batch_id, tasks) = tasks_of_handlers(batch).await;
         assert_eq!(tasks.len(), 3);
-        for (body, task) in tasks.iter() {
+        for (body, task) in &tasks {
             if body == "quick" {
                 assert_eq!(*task, Some(batch_id), "{body} ran on the batch's task");
             } else {
@@ -812,36 +827,12 @@ mod tests {
         // A single slow first poll (here a handler spinning 2 ms, on a busy
         // machine the OS pausing the thread) must not send the quick
         // handlers after it to tasks of their own.
-        let tasks = Arc::new(Mutex::new(Vec::new()));
-        let handler = {
-            let tasks = Arc::clone(&tasks);
-            handler_fn(move |m: Message, _ctx: Context| {
-                let tasks = Arc::clone(&tasks);
-                async move {
-                    if m.body == "slow" {
-                        let until = std::time::Instant::now() + Duration::from_millis(2);
-                        while std::time::Instant::now() < until {
-                            std::hint::spin_loop();
-                        }
-                    }
-                    tasks.lock().unwrap().push(tokio::task::try_id());
-                    Ok(())
-                }
-            })
-        };
-        let engine = Engine::new(handler, config(4));
         let mut batch = vec![Message::new("0", "slow")];
         batch.extend((1..20).map(|i| Message::new(i.to_string(), "quick")));
-        let batch_task = tokio::spawn(async move {
-            let outcomes = engine.run_batch(batch, &BatchOptions::default()).await;
-            assert!(outcomes.iter().all(Outcome::is_success));
-        });
-        let batch_id = batch_task.id();
-        batch_task.await.unwrap();
-        let tasks = tasks.lock().unwrap();
+        let (batch_id, tasks) = tasks_of_handlers(batch).await;
         assert_eq!(tasks.len(), 20);
         assert!(
-            tasks.iter().all(|task| *task == Some(batch_id)),
+            tasks.iter().all(|(_, task)| *task == Some(batch_id)),
             "every handler ran on the batch's task: {tasks:?}"
         );
     }

@@ -199,15 +199,20 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         Box::pin(Runtime::new(handler).layer(layer).run()).await
     }
 
-    /// Runs the batch through the engine. A large batch from a standard
-    /// queue is run as two halves at once, the second on another runtime
+    /// Runs the batch through the engine. With `split` ([`two_threads`]), a batch from a standard
+    /// queue runs as two halves at once, the second on another runtime
     /// thread, so that handlers finishing on their first poll (which run on
     /// the batch's own task) use both CPUs; the halves share the engine's
     /// in-flight bound and the deadlines. FIFO batches stay whole (a group's
     /// order spans the batch).
-    async fn run_engine(&self, mut messages: Vec<Message>, options: &BatchOptions) -> Vec<Outcome> {
+    async fn run_engine(
+        &self,
+        mut messages: Vec<Message>,
+        options: &BatchOptions,
+        split: bool,
+    ) -> Vec<Outcome> {
         let count = messages.len();
-        if !two_threads(count) || messages.iter().any(|m| m.group_id.is_some()) {
+        if !split || messages.iter().any(|m| m.group_id.is_some()) {
             return self.engine.run_batch(messages, options).await;
         }
         let second = messages.split_off(count / 2);
@@ -275,7 +280,8 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         } else {
             Vec::new()
         };
-        let outcomes = self.run_engine(messages, &options).await;
+        let split = two_threads(count);
+        let outcomes = self.run_engine(messages, &options, split).await;
         let settle_until = deadline.map(|d| d.checked_sub(margin / 4).unwrap_or(now));
         let settled = self
             .settler
@@ -288,7 +294,7 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
                 settle_until,
             )
             .await;
-        log_outcomes(&ids, &settled, two_threads(count));
+        log_outcomes(&ids, &settled, split);
 
         let batch_item_failures: Vec<BatchItemFailure> = settled
             .iter()

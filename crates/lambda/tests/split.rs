@@ -9,50 +9,13 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
-use aws_lambda_events::event::sqs::SqsEvent;
+use common::{FakeQueue, event, listed};
 use sqsrt_core::{Context, Engine, EngineConfig, HandlerError, Message, handler_fn};
 use sqsrt_lambda::{LambdaConfig, SqsLambda};
-use sqsrt_sqs::{EntryFailure, OutgoingMessage, QueueArn, QueueClient, SqsError, VisibilityChange};
-
-/// Accepts every call: settling is not what this test looks at.
-struct AcceptingQueue;
-
-impl QueueClient for AcceptingQueue {
-    async fn queue_url(&self, arn: &QueueArn) -> Result<String, SqsError> {
-        Ok(format!("https://sqs.example/{}", arn.name))
-    }
-
-    async fn change_visibility_batch(
-        &self,
-        _queue_url: &str,
-        _entries: Vec<VisibilityChange>,
-    ) -> Result<Vec<EntryFailure>, SqsError> {
-        Ok(Vec::new())
-    }
-
-    async fn send_message(
-        &self,
-        _queue_url: &str,
-        _message: OutgoingMessage,
-    ) -> Result<String, SqsError> {
-        Ok("new-id".into())
-    }
-}
-
-fn event(records: &[(String, &str)]) -> SqsEvent {
-    let records: Vec<serde_json::Value> = records
-        .iter()
-        .map(|(id, body)| {
-            serde_json::json!({
-                "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:orders"
-            })
-        })
-        .collect();
-    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
-}
 
 /// The `message_id` of every event, and whether it was inside the
 /// `invocation` span.
@@ -108,7 +71,7 @@ async fn a_large_batch_runs_as_two_halves_with_the_same_outcomes_and_lines() {
     let lambda = SqsLambda::new(
         Engine::new(handler, EngineConfig::default()),
         LambdaConfig::default(),
-        Arc::new(AcceptingQueue),
+        Arc::new(FakeQueue::default()),
     );
     let records: Vec<(String, &str)> = (0..3_000)
         .map(|i| {
@@ -125,7 +88,15 @@ async fn a_large_batch_runs_as_two_halves_with_the_same_outcomes_and_lines() {
     let response = {
         let _default = tracing::subscriber::set_default(subscriber);
         lambda
-            .handle(event(&records), None)
+            .handle(
+                event(
+                    &records
+                        .iter()
+                        .map(|(id, b)| (id.as_str(), *b))
+                        .collect::<Vec<_>>(),
+                ),
+                None,
+            )
             .instrument(tracing::info_span!("invocation", request_id = "r-1"))
             .await
             .unwrap()
@@ -135,12 +106,7 @@ async fn a_large_batch_runs_as_two_halves_with_the_same_outcomes_and_lines() {
         .filter(|(_, body)| *body != "ok")
         .map(|(id, _)| id.as_str())
         .collect();
-    let listed: Vec<&str> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
-    assert_eq!(listed, want, "failures listed in batch order");
+    assert_eq!(listed(&response), want, "failures listed in batch order");
     assert!(
         threads.lock().unwrap().len() >= 2,
         "the halves ran on two threads"
