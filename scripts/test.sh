@@ -71,6 +71,7 @@ stage "cargo bench smoke (harness runs, no timing)"
 cargo bench --locked -p sqsrt-core --bench engine -- --test
 cargo bench --locked -p sqsrt-lambda --bench adapter -- --test
 cargo bench --locked -p sqsrt --bench logging -- --test
+cargo bench --locked -p sqsrt-sqs --bench sdk -- --test
 
 stage "end-to-end bench smoke (scripts/bench.sh --smoke: the harness runs, no timing judged)"
 stop_localstack  # bench.sh starts its own
