@@ -2,6 +2,7 @@
 # Sourced, not run.
 
 SQSRT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export SQSRT_ROOT
 SQSRT_CACHE="${SQSRT_CACHE:-$HOME/.cache/sqsrt}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SQSRT_CACHE/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

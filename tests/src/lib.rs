@@ -149,10 +149,17 @@ pub fn offline_aws_env() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-/// Path of a fixture under `tests/fixtures`.
+/// Path of a fixture under `tests/fixtures`: of the checkout the scripts
+/// run from (`SQSRT_ROOT`, exported by `scripts/lib.sh`), else of the one this
+/// was compiled in. A target directory shared by two checkouts can leave a
+/// measuring binary built in the other one, whose fixtures may be gone.
 #[must_use]
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("SQSRT_ROOT")
+        .map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            |root| PathBuf::from(root).join("tests"),
+        )
         .join("fixtures")
         .join(name)
 }

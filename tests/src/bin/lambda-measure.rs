@@ -19,8 +19,10 @@ use sqsrt_e2e::{ChildGuard, fixture, offline_aws_env, peak_rss_kib, sqsrt_bin};
 /// `n` copies of `tests/fixtures/bench-record.json`, each with its own id
 /// (10,000 of them: just under Lambda's 6 MiB payload limit).
 fn event(n: usize) -> anyhow::Result<String> {
-    let template: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("bench-record.json"))?)?;
+    let path = fixture("bench-record.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the bench record {}", path.display()))?;
+    let template: Value = serde_json::from_str(&text)?;
     let records: Vec<Value> = (0..n)
         .map(|i| {
             let mut r = template.clone();
