@@ -765,6 +765,25 @@ mod tests {
         assert_eq!(gauge.peak(), 7);
     }
 
+    /// A handler that records the time each call's context has left, then
+    /// works (sleeps) for `work`.
+    fn remaining_recorder(work: Duration) -> (Arc<Mutex<Vec<Duration>>>, impl Handler) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let handler = {
+            let seen = Arc::clone(&seen);
+            handler_fn(move |_m: Message, ctx: Context| {
+                seen.lock().unwrap().push(ctx.remaining());
+                async move {
+                    if !work.is_zero() {
+                        tokio::time::sleep(work).await;
+                    }
+                    Ok(())
+                }
+            })
+        };
+        (seen, handler)
+    }
+
     /// Runs `batch` on a task of its own through a handler that, by body,
     /// sleeps 1 ms (`wait`), spins 2 ms without awaiting (`slow`) or returns
     /// at once; gives that task's id and each handler's body and task id.
@@ -995,18 +1014,7 @@ mod tests {
         // timeout: the second batch's message waits for the slot, and its
         // context's deadline and reported duration count from its own start,
         // not from a clock read before the wait.
-        let remaining = Arc::new(Mutex::new(Vec::new()));
-        let handler = {
-            let remaining = Arc::clone(&remaining);
-            handler_fn(move |_m: Message, ctx: Context| {
-                let remaining = Arc::clone(&remaining);
-                async move {
-                    remaining.lock().unwrap().push(ctx.remaining());
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    Ok(())
-                }
-            })
-        };
+        let (remaining, handler) = remaining_recorder(Duration::from_millis(100));
         let engine = Engine::new(
             handler,
             config(1).handler_timeout(Duration::from_millis(250)),
@@ -1145,14 +1153,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn context_deadline_is_the_sooner_of_timeout_and_start_deadline() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let handler = {
-            let seen = Arc::clone(&seen);
-            handler_fn(move |_m: Message, ctx: Context| {
-                seen.lock().unwrap().push(ctx.remaining());
-                async { Ok(()) }
-            })
-        };
+        let (seen, handler) = remaining_recorder(Duration::ZERO);
         let engine = Engine::new(handler, config(1));
         engine
             .run_batch(vec![Message::new("a", "")], &BatchOptions::default())
