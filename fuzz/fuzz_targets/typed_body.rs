@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
 use serde::{Deserialize, Serialize};
-use sqsrt_core::{HandlerError, Message, decode_json};
+use sqsrt_core::{Message, decode_json};
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,8 +47,8 @@ fuzz_target!(|bytes: &[u8]| {
             // NaN never decodes from JSON, so equality holds.
             assert_eq!(order, back);
         }
-        Err(HandlerError::Permanent { reason }) => {
-            assert!(reason.starts_with("body does not decode"), "{reason}");
+        Err(e) if e.is_permanent() => {
+            assert!(e.reason().starts_with("body does not decode"), "{e}");
         }
         Err(other) => panic!("a decode failure must be permanent: {other:?}"),
     }

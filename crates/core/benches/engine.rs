@@ -59,7 +59,7 @@ fn engine(c: &mut Criterion) {
     let typed = Engine::new(
         json_fn(|order: Order, _m: Message, _ctx: Context| async move {
             black_box(order);
-            Ok(())
+            Ok::<_, HandlerError>(())
         }),
         EngineConfig::default(),
     );

@@ -440,12 +440,12 @@ impl Batch {
             let mut last_of_group: HashMap<&str, usize> = HashMap::new();
             for (index, message) in messages.iter().enumerate() {
                 // Needed only to name a failed FIFO message to the rest of its group.
-                ids.push(if message.group_id.is_some() {
-                    message.id.clone()
+                ids.push(if message.group_id().is_some() {
+                    message.id().to_owned()
                 } else {
                     String::new()
                 });
-                match message.group_id.as_deref() {
+                match message.group_id() {
                     None => ready.push_back(index),
                     Some(group) => match last_of_group.insert(group, index) {
                         None => ready.push_back(index),
@@ -611,8 +611,8 @@ mod tests {
         handler_fn(move |m: Message, _ctx: Context| {
             let log = Arc::clone(&log);
             async move {
-                log.lock().unwrap().push(m.id.clone());
-                let body = m.body.as_str();
+                log.lock().unwrap().push(m.id().to_owned());
+                let body = m.body();
                 if let Some(ms) = body.strip_prefix("sleep:") {
                     tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
                     return Ok(());
@@ -623,7 +623,7 @@ mod tests {
                         Duration::from_secs(7),
                     )),
                     "perm" => Err(HandlerError::permanent("asked to reject")),
-                    "panic" => panic!("boom in {}", m.id),
+                    "panic" => panic!("boom in {}", m.id()),
                     _ => Ok(()),
                 }
             }
@@ -749,7 +749,7 @@ mod tests {
                     gauge.enter();
                     tokio::time::sleep(Duration::from_millis(2)).await;
                     gauge.exit();
-                    Ok(())
+                    Ok::<_, HandlerError>(())
                 }
             })
         };
@@ -777,7 +777,7 @@ mod tests {
                     if !work.is_zero() {
                         tokio::time::sleep(work).await;
                     }
-                    Ok(())
+                    Ok::<_, HandlerError>(())
                 }
             })
         };
@@ -794,7 +794,7 @@ mod tests {
             handler_fn(move |m: Message, _ctx: Context| {
                 let tasks = Arc::clone(&tasks);
                 async move {
-                    match m.body.as_str() {
+                    match m.body() {
                         "wait" => tokio::time::sleep(Duration::from_millis(1)).await,
                         "slow" => {
                             let until = std::time::Instant::now() + Duration::from_millis(2);
@@ -804,8 +804,11 @@ mod tests {
                         }
                         _ => {}
                     }
-                    tasks.lock().unwrap().push((m.body, tokio::task::try_id()));
-                    Ok(())
+                    tasks
+                        .lock()
+                        .unwrap()
+                        .push((m.into_body(), tokio::task::try_id()));
+                    Ok::<_, HandlerError>(())
                 }
             })
         };
@@ -873,7 +876,7 @@ mod tests {
                         std::hint::spin_loop();
                     }
                     gauge.exit();
-                    Ok(())
+                    Ok::<_, HandlerError>(())
                 }
             })
         };
@@ -904,7 +907,7 @@ mod tests {
                     if Instant::now() >= ctx.deadline() {
                         late_starts.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(())
+                    Ok::<_, HandlerError>(())
                 }
             })
         };
@@ -1128,7 +1131,7 @@ mod tests {
         let handler = handler_fn(|_m: Message, ctx: Context| async move {
             ctx.cancellation().cancelled().await;
             // A handler that stops early when told; the engine does not wait for it anyway.
-            Ok(())
+            Ok::<_, HandlerError>(())
         });
         let engine = Engine::new(handler, config(1));
         let options = BatchOptions::default();

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::envelope::{Envelope, Plain};
 use crate::message::Message;
 
 /// Processes one message. Implement it with `async fn`:
@@ -21,7 +22,7 @@ use crate::message::Message;
 ///
 /// impl Handler for Echo {
 ///     async fn handle(&self, message: Message, _ctx: Context) -> Result<(), HandlerError> {
-///         if message.body.is_empty() {
+///         if message.body().is_empty() {
 ///             return Err(HandlerError::permanent("empty body"));
 ///         }
 ///         Ok(())
@@ -45,6 +46,7 @@ pub trait Handler: Send + Sync + 'static {
 /// signal that fires when its work is being abandoned. A handler that
 /// ignores both is still correct.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Context {
     deadline: Instant,
     /// Shared by the messages of a batch: cloning an `Arc` is one atomic
@@ -58,6 +60,13 @@ impl Context {
     #[must_use]
     pub fn new(deadline: Instant, cancellation: CancellationToken) -> Self {
         Self::shared(deadline, Arc::new(cancellation))
+    }
+
+    /// A context with the given deadline and a cancellation signal of its
+    /// own that nothing fires (tests, or a handler called directly).
+    #[must_use]
+    pub fn with_deadline(deadline: Instant) -> Self {
+        Self::new(deadline, CancellationToken::new())
     }
 
     /// A context whose cancellation signal is shared with others.
@@ -90,11 +99,23 @@ impl Context {
 }
 
 /// Why a handler did not succeed, classed by what happens next.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `?` turns any `anyhow::Error` and any `std::error::Error + Send + Sync +
+/// 'static` into a [`HandlerError::Retry`] whose reason keeps the whole
+/// source chain (`outer: cause: root cause`, as `{:#}` prints an
+/// `anyhow::Error`). Mark an error permanent, or give its delay, with
+/// [`ResultExt`]: `parse(&body).permanent()?`.
+///
+/// It does not implement `std::error::Error` itself, like `anyhow::Error`:
+/// that impl would make the blanket conversion from every error overlap with
+/// `From<HandlerError> for HandlerError`, and the conversion is what lets
+/// `?` work on the errors of every crate a handler calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HandlerError {
     /// Try again later: the message returns after `delay`, or after the
     /// retry policy's backoff when `delay` is `None`.
-    #[error("retryable failure: {reason}")]
+    #[non_exhaustive]
     Retry {
         /// What went wrong, for the logs.
         reason: String,
@@ -102,7 +123,7 @@ pub enum HandlerError {
         delay: Option<Duration>,
     },
     /// Never going to work: dead-lettered when a DLQ is configured.
-    #[error("permanent failure: {reason}")]
+    #[non_exhaustive]
     Permanent {
         /// What went wrong; sent along as `sqsrt.reason` to the DLQ.
         reason: String,
@@ -132,6 +153,105 @@ impl HandlerError {
             reason: reason.to_string(),
         }
     }
+
+    /// What went wrong.
+    #[must_use]
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Retry { reason, .. } | Self::Permanent { reason } => reason,
+        }
+    }
+
+    /// The handler's own retry delay, if it gave one.
+    #[must_use]
+    pub fn delay(&self) -> Option<Duration> {
+        match self {
+            Self::Retry { delay, .. } => *delay,
+            Self::Permanent { .. } => None,
+        }
+    }
+
+    /// Whether it is a permanent failure.
+    #[must_use]
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Permanent { .. })
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Retry { reason, .. } => write!(f, "retryable failure: {reason}"),
+            Self::Permanent { reason } => write!(f, "permanent failure: {reason}"),
+        }
+    }
+}
+
+/// The reason of an error with its whole source chain, one line.
+fn chain(error: impl Into<anyhow::Error>) -> String {
+    format!("{:#}", error.into())
+}
+
+impl<E: Into<anyhow::Error>> From<E> for HandlerError {
+    /// A retryable failure whose reason is the error and its sources.
+    fn from(error: E) -> Self {
+        Self::retry(chain(error))
+    }
+}
+
+/// `?`-friendly classification of any error inside a handler:
+///
+/// ```
+/// use std::time::Duration;
+/// use sqsrt_core::{HandlerError, ResultExt};
+///
+/// fn parse(body: &str) -> Result<u32, std::num::ParseIntError> { body.parse() }
+///
+/// fn handle(body: &str) -> Result<(), HandlerError> {
+///     let qty = parse(body).permanent()?; // never going to parse: dead-letter it
+///     std::fs::metadata("/tmp").retry_after(Duration::from_secs(30))?; // come back in 30 s
+///     std::fs::metadata("/").retry()?; // backoff (what `?` alone does)
+///     let _ = qty;
+///     Ok(())
+/// }
+/// assert!(handle("x").unwrap_err().is_permanent());
+/// ```
+pub trait ResultExt<T> {
+    /// On error, a [`HandlerError::Permanent`] with the error's chain as reason.
+    ///
+    /// # Errors
+    ///
+    /// When `self` is an error.
+    fn permanent(self) -> Result<T, HandlerError>;
+
+    /// On error, a [`HandlerError::Retry`] with the retry policy's backoff
+    /// (the same as `?` alone).
+    ///
+    /// # Errors
+    ///
+    /// When `self` is an error.
+    fn retry(self) -> Result<T, HandlerError>;
+
+    /// On error, a [`HandlerError::Retry`] that comes back after `delay`.
+    ///
+    /// # Errors
+    ///
+    /// When `self` is an error.
+    fn retry_after(self, delay: Duration) -> Result<T, HandlerError>;
+}
+
+impl<T, E: Into<anyhow::Error>> ResultExt<T> for Result<T, E> {
+    fn permanent(self) -> Result<T, HandlerError> {
+        self.map_err(|e| HandlerError::permanent(chain(e)))
+    }
+
+    fn retry(self) -> Result<T, HandlerError> {
+        self.map_err(|e| HandlerError::retry(chain(e)))
+    }
+
+    fn retry_after(self, delay: Duration) -> Result<T, HandlerError> {
+        self.map_err(|e| HandlerError::retry_after(chain(e), delay))
+    }
 }
 
 /// Decodes a message body as JSON into `T`. A body that does not decode is a
@@ -142,17 +262,7 @@ impl HandlerError {
 ///
 /// [`HandlerError::Permanent`] when the body is not valid JSON for `T`.
 pub fn decode_json<T: DeserializeOwned>(message: &Message) -> Result<T, HandlerError> {
-    let mut de = serde_json::Deserializer::from_str(&message.body);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        HandlerError::permanent(format!(
-            "body does not decode at {}: {}",
-            e.path(),
-            e.inner()
-        ))
-    })?;
-    de.end()
-        .map_err(|e| HandlerError::permanent(format!("body does not decode: {e}")))?;
-    Ok(value)
+    crate::envelope::decode(message.body(), "body")
 }
 
 /// A [`Handler`] made from an async closure over the owned message; see
@@ -162,57 +272,128 @@ pub struct HandlerFn<F> {
     f: F,
 }
 
-/// Wraps `f(message, ctx)` as a [`Handler`].
+/// Wraps `f(message, ctx)` as a [`Handler`]. The closure may return any
+/// `Result<(), E>` whose error converts into a [`HandlerError`]:
+/// `HandlerError` itself, `anyhow::Error`, or any `std::error::Error`.
 ///
 /// ```
-/// use sqsrt_core::{handler_fn, HandlerError, Message, Context};
+/// use sqsrt_core::{handler_fn, Context, HandlerError, Message};
 ///
 /// let handler = handler_fn(|message: Message, _ctx: Context| async move {
-///     println!("{}", message.body);
-///     Ok::<(), HandlerError>(())
+///     println!("{}", message.body());
+///     Ok::<_, HandlerError>(()) // a closure that never fails names its error type once
 /// });
-/// # let _ = handler;
+/// let with_anyhow = handler_fn(|message: Message, _ctx: Context| async move {
+///     let n: u32 = message.body().parse()?; // a ParseIntError: a retry
+///     anyhow::ensure!(n > 0, "zero");
+///     Ok::<_, anyhow::Error>(())
+/// });
+/// # let _ = (handler, with_anyhow);
 /// ```
-pub fn handler_fn<F, Fut>(f: F) -> HandlerFn<F>
+pub fn handler_fn<F, Fut, E>(f: F) -> HandlerFn<F>
 where
     F: Fn(Message, Context) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), HandlerError>> + Send,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Into<HandlerError>,
 {
     HandlerFn { f }
 }
 
-impl<F, Fut> Handler for HandlerFn<F>
+impl<F, Fut, E> Handler for HandlerFn<F>
 where
     F: Fn(Message, Context) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), HandlerError>> + Send,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Into<HandlerError>,
 {
-    fn handle(
-        &self,
-        message: Message,
-        ctx: Context,
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
-        (self.f)(message, ctx)
+    async fn handle(&self, message: Message, ctx: Context) -> Result<(), HandlerError> {
+        (self.f)(message, ctx).await.map_err(Into::into)
     }
 }
 
-/// A typed [`Handler`]: the body is decoded as JSON into `T` first, and a body
-/// that does not decode is a permanent failure naming the serde error path;
-/// see [`json_fn`].
-pub struct JsonFn<T, F> {
+/// A [`Handler`] made from an async closure and shared state; see
+/// [`state_fn`].
+pub struct StateFn<S, F> {
+    state: Arc<S>,
     f: F,
+}
+
+impl<S, F> fmt::Debug for StateFn<S, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateFn")
+            .field("state", &std::any::type_name::<S>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wraps `f(state, message, ctx)` as a [`Handler`]: `state` (clients,
+/// pools, configuration) is built once and every message gets an `Arc` of it,
+/// as kube-runtime's `Arc<Ctx>` or axum's `State`. It plays the part of
+/// `&self` in a [`Handler`] implemented on a struct.
+///
+/// ```
+/// use std::sync::Arc;
+/// use sqsrt_core::{state_fn, Context, Message};
+///
+/// struct Inventory { warehouse: String }
+///
+/// let handler = state_fn(
+///     Inventory { warehouse: "east".into() },
+///     |inventory: Arc<Inventory>, message: Message, _ctx: Context| async move {
+///         println!("{} -> {}", message.id(), inventory.warehouse);
+///         Ok::<_, anyhow::Error>(())
+///     },
+/// );
+/// # let _ = handler;
+/// ```
+pub fn state_fn<S, F, Fut, E>(state: impl Into<Arc<S>>, f: F) -> StateFn<S, F>
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, Message, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Into<HandlerError>,
+{
+    StateFn {
+        state: state.into(),
+        f,
+    }
+}
+
+impl<S, F, Fut, E> Handler for StateFn<S, F>
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, Message, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Into<HandlerError>,
+{
+    async fn handle(&self, message: Message, ctx: Context) -> Result<(), HandlerError> {
+        (self.f)(Arc::clone(&self.state), message, ctx)
+            .await
+            .map_err(Into::into)
+    }
+}
+
+/// A typed [`Handler`]: the body is decoded as JSON into `T` first (from
+/// inside an envelope when one is set), and a body that does not decode is a
+/// permanent failure naming the serde error path; see [`json_fn`].
+pub struct JsonFn<T, F, En = Plain> {
+    f: F,
+    envelope: En,
     _body: PhantomData<fn() -> T>,
 }
 
-impl<T, F> fmt::Debug for JsonFn<T, F> {
+impl<T, F, En: fmt::Debug> fmt::Debug for JsonFn<T, F, En> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JsonFn")
             .field("body", &std::any::type_name::<T>())
+            .field("envelope", &self.envelope)
             .finish_non_exhaustive()
     }
 }
 
 /// Wraps `f(body, message, ctx)` as a [`Handler`] whose body is decoded as
-/// JSON into `T`.
+/// JSON into `T`. The closure's error converts as in [`handler_fn`]. For a
+/// body inside an SNS, EventBridge or S3 envelope, add
+/// [`JsonFn::envelope`].
 ///
 /// ```
 /// use serde::Deserialize;
@@ -229,27 +410,47 @@ impl<T, F> fmt::Debug for JsonFn<T, F> {
 /// });
 /// # let _ = handler;
 /// ```
-pub fn json_fn<T, F, Fut>(f: F) -> JsonFn<T, F>
+pub fn json_fn<T, F, Fut, E>(f: F) -> JsonFn<T, F>
 where
     T: DeserializeOwned + Send + 'static,
     F: Fn(T, Message, Context) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), HandlerError>> + Send,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Into<HandlerError>,
 {
     JsonFn {
         f,
+        envelope: Plain,
         _body: PhantomData,
     }
 }
 
-impl<T, F, Fut> Handler for JsonFn<T, F>
+impl<T, F, En> JsonFn<T, F, En> {
+    /// Decodes `T` from inside `envelope` instead of the whole body:
+    /// [`Sns`](crate::envelope::Sns), [`EventBridge`](crate::envelope::EventBridge)
+    /// or [`S3`](crate::envelope::S3).
+    #[must_use]
+    pub fn envelope<E2: Envelope>(self, envelope: E2) -> JsonFn<T, F, E2> {
+        JsonFn {
+            f: self.f,
+            envelope,
+            _body: PhantomData,
+        }
+    }
+}
+
+impl<T, F, Fut, E, En> Handler for JsonFn<T, F, En>
 where
     T: DeserializeOwned + Send + 'static,
     F: Fn(T, Message, Context) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), HandlerError>> + Send,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Into<HandlerError>,
+    En: Envelope,
 {
     async fn handle(&self, message: Message, ctx: Context) -> Result<(), HandlerError> {
-        let body = decode_json::<T>(&message)?;
-        (self.f)(body, message, ctx).await
+        let Some(body) = self.envelope.open::<T>(message.body())? else {
+            return Ok(());
+        };
+        (self.f)(body, message, ctx).await.map_err(Into::into)
     }
 }
 
@@ -274,7 +475,7 @@ mod tests {
 
     fn reason(body: &str) -> String {
         match decode_json::<Order>(&Message::new("m", body)) {
-            Err(HandlerError::Permanent { reason }) => reason,
+            Err(e) if e.is_permanent() => e.reason().to_owned(),
             other => panic!("expected a permanent failure, got {other:?}"),
         }
     }
@@ -342,8 +543,128 @@ mod tests {
         assert_eq!(empty, Err(HandlerError::permanent("no items")));
         let bad = handler.handle(Message::new("3", "42"), ctx).await;
         assert!(
-            matches!(&bad, Err(HandlerError::Permanent { reason }) if reason.contains("at .: invalid type: integer")),
+            matches!(&bad, Err(e) if e.is_permanent() && e.reason().contains("at .: invalid type: integer")),
             "{bad:?}"
+        );
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inventory unavailable")]
+    struct Unavailable(#[source] std::io::Error);
+
+    async fn reserve(fail: bool) -> anyhow::Result<()> {
+        tokio::task::yield_now().await;
+        if fail {
+            let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+            return Err(anyhow::Error::new(Unavailable(io)).context("reserving order 7"));
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn question_mark_on_anyhow_is_a_retry_keeping_the_source_chain() {
+        async fn handle(fail: bool) -> Result<(), HandlerError> {
+            reserve(fail).await?;
+            Ok(())
+        }
+        assert_eq!(handle(false).await, Ok(()));
+        assert_eq!(
+            handle(true).await,
+            Err(HandlerError::retry(
+                "reserving order 7: inventory unavailable: refused"
+            ))
+        );
+    }
+
+    #[test]
+    fn question_mark_on_std_errors_keeps_their_sources() {
+        fn handle() -> Result<(), HandlerError> {
+            let io = std::io::Error::other("disk gone");
+            Err(Unavailable(io))?;
+            Ok(())
+        }
+        fn parse() -> Result<u32, HandlerError> {
+            Ok("x".parse::<u32>()?)
+        }
+        let e = handle().unwrap_err();
+        assert!(!e.is_permanent());
+        assert_eq!(e.reason(), "inventory unavailable: disk gone");
+        assert_eq!(
+            parse().unwrap_err().reason(),
+            "invalid digit found in string"
+        );
+    }
+
+    #[test]
+    fn result_ext_classifies_any_error() {
+        let bad = || "x".parse::<u32>();
+        assert_eq!(
+            bad().permanent(),
+            Err(HandlerError::permanent("invalid digit found in string"))
+        );
+        assert_eq!(
+            bad().retry(),
+            Err(HandlerError::retry("invalid digit found in string"))
+        );
+        let later = bad().retry_after(Duration::from_secs(30)).unwrap_err();
+        assert_eq!(later.delay(), Some(Duration::from_secs(30)));
+        assert_eq!("5".parse::<u32>().permanent(), Ok(5));
+        let chained = Err::<(), _>(anyhow::anyhow!("root").context("outer")).permanent();
+        assert_eq!(chained, Err(HandlerError::permanent("outer: root")));
+    }
+
+    #[tokio::test]
+    async fn closures_may_return_anyhow_results_and_share_state() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let ctx = || Context::with_deadline(Instant::now());
+        let plain = handler_fn(|m: Message, _ctx: Context| async move {
+            reserve(m.body() == "fail").await?;
+            anyhow::ensure!(m.body() != "zero", "quantity is zero");
+            Ok(())
+        });
+        assert_eq!(plain.handle(Message::new("1", "ok"), ctx()).await, Ok(()));
+        let e = plain
+            .handle(Message::new("2", "zero"), ctx())
+            .await
+            .unwrap_err();
+        assert_eq!(e, HandlerError::retry("quantity is zero"));
+        let e = plain
+            .handle(Message::new("3", "fail"), ctx())
+            .await
+            .unwrap_err();
+        assert!(
+            e.reason().ends_with("inventory unavailable: refused"),
+            "{e}"
+        );
+
+        let typed = json_fn(|order: Order, _m: Message, _ctx: Context| async move {
+            reserve(order.id == 0).await?;
+            Ok::<_, anyhow::Error>(())
+        });
+        let order = r#"{"id":0,"items":[]}"#;
+        let e = typed
+            .handle(Message::new("4", order), ctx())
+            .await
+            .unwrap_err();
+        assert!(
+            !e.is_permanent() && e.reason().starts_with("reserving order 7"),
+            "{e}"
+        );
+
+        let seen = state_fn(
+            AtomicU32::new(0),
+            |count: Arc<AtomicU32>, _m: Message, _ctx: Context| async move {
+                count.fetch_add(1, Ordering::Relaxed);
+                Ok::<_, HandlerError>(())
+            },
+        );
+        for id in ["a", "b", "c"] {
+            seen.handle(Message::new(id, ""), ctx()).await.unwrap();
+        }
+        assert_eq!(
+            seen.state.load(Ordering::Relaxed),
+            3,
+            "one state for every message"
         );
     }
 }

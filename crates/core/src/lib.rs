@@ -21,7 +21,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let handler = handler_fn(|message: Message, _ctx: Context| async move {
-//!     match message.body.as_str() {
+//!     match message.body() {
 //!         "bad" => Err(HandlerError::permanent("bad body")),
 //!         _ => Ok(()),
 //!     }
@@ -35,6 +35,7 @@
 //! ```
 
 pub mod engine;
+pub mod envelope;
 pub mod handler;
 pub mod message;
 pub mod outcome;
@@ -47,9 +48,11 @@ pub mod retry;
 pub const LOG_BATCH_SPAN: &str = "sqsrt.log_batch";
 
 pub use engine::{BatchOptions, Engine, EngineConfig, Report, panic_message};
+pub use envelope::{Envelope, EventBridge, Plain, S3, Sns, decode_json_in};
 pub use handler::{
-    Context, Handler, HandlerError, HandlerFn, JsonFn, decode_json, handler_fn, json_fn,
+    Context, Handler, HandlerError, HandlerFn, JsonFn, ResultExt, StateFn, decode_json, handler_fn,
+    json_fn, state_fn,
 };
-pub use message::{AttributeValue, Attributes, Message, MessageAttribute};
+pub use message::{AttributeValue, Attributes, Message, MessageAttribute, MessageAttributes};
 pub use outcome::{Outcome, OutcomeKind, SkipReason};
 pub use retry::{MAX_VISIBILITY, RetryPolicy, RetryPolicyError};

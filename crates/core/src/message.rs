@@ -7,23 +7,20 @@ use std::time::SystemTime;
 /// One SQS message as the handler sees it, independent of where it came from.
 ///
 /// Adapters build it from an SQS event record (Lambda) or a `ReceiveMessage`
-/// answer (worker); the receipt handle stays with the adapter.
+/// answer (worker); the receipt handle stays with the adapter. Read it
+/// through its accessors ([`Message::id`], [`Message::body`], ...): the
+/// representation may change (a body borrowed from the event's buffer is
+/// planned) without breaking handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Message {
-    /// SQS message id; never empty (adapters reject records without one).
-    pub id: String,
-    /// The body, as SQS stores it (a UTF-8 string).
-    pub body: String,
-    /// SQS's `ApproximateReceiveCount`: 1 on first delivery.
-    pub receive_count: u32,
-    /// `MessageGroupId` on FIFO queues; `None` on standard queues.
-    pub group_id: Option<String>,
-    /// When the message was sent (`SentTimestamp`), if known.
-    pub sent_at: Option<SystemTime>,
-    /// System attributes (`SentTimestamp`, `SenderId`, ...), as strings.
-    pub attributes: Attributes,
-    /// User-defined message attributes.
-    pub message_attributes: HashMap<String, MessageAttribute>,
+    id: String,
+    body: String,
+    receive_count: u32,
+    group_id: Option<String>,
+    sent_at: Option<SystemTime>,
+    attributes: Attributes,
+    user_attributes: MessageAttributes,
 }
 
 impl Message {
@@ -38,11 +35,60 @@ impl Message {
             group_id: None,
             sent_at: None,
             attributes: Attributes::new(),
-            message_attributes: HashMap::new(),
+            user_attributes: MessageAttributes::new(),
         }
     }
 
-    /// Sets the FIFO message group.
+    /// SQS message id; never empty (adapters reject records without one).
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The body, as SQS stores it (a UTF-8 string).
+    #[must_use]
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
+    /// The body, taken out of the message.
+    #[must_use]
+    pub fn into_body(self) -> String {
+        self.body
+    }
+
+    /// SQS's `ApproximateReceiveCount`: 1 on first delivery.
+    #[must_use]
+    pub fn receive_count(&self) -> u32 {
+        self.receive_count
+    }
+
+    /// The `MessageGroupId`: the order key on a FIFO queue, the tenant on a
+    /// standard (fair) queue; `None` when the message has none.
+    #[must_use]
+    pub fn group_id(&self) -> Option<&str> {
+        self.group_id.as_deref()
+    }
+
+    /// When the message was sent (`SentTimestamp`), if known.
+    #[must_use]
+    pub fn sent_at(&self) -> Option<SystemTime> {
+        self.sent_at
+    }
+
+    /// System attributes (`SentTimestamp`, `SenderId`, `AWSTraceHeader`, ...).
+    #[must_use]
+    pub fn attributes(&self) -> &Attributes {
+        &self.attributes
+    }
+
+    /// User-defined message attributes.
+    #[must_use]
+    pub fn message_attributes(&self) -> &MessageAttributes {
+        &self.user_attributes
+    }
+
+    /// Sets the message group (FIFO order key, or tenant on a standard queue).
     #[must_use]
     pub fn with_group(mut self, group_id: impl Into<String>) -> Self {
         self.group_id = Some(group_id.into());
@@ -55,11 +101,135 @@ impl Message {
         self.receive_count = receive_count;
         self
     }
+
+    /// Sets when the message was sent.
+    #[must_use]
+    pub fn with_sent_at(mut self, sent_at: SystemTime) -> Self {
+        self.sent_at = Some(sent_at);
+        self
+    }
+
+    /// Sets the system attributes.
+    #[must_use]
+    pub fn with_attributes(mut self, attributes: Attributes) -> Self {
+        self.attributes = attributes;
+        self
+    }
+
+    /// Sets the user-defined message attributes.
+    #[must_use]
+    pub fn with_message_attributes(mut self, message_attributes: MessageAttributes) -> Self {
+        self.user_attributes = message_attributes;
+        self
+    }
+
+    /// Adds one user-defined message attribute (replacing one of the same name).
+    #[must_use]
+    pub fn with_message_attribute(
+        mut self,
+        name: impl Into<String>,
+        attribute: MessageAttribute,
+    ) -> Self {
+        self.user_attributes.insert(name, attribute);
+        self
+    }
+}
+
+/// A message's user-defined attributes, by name.
+///
+/// ```
+/// use sqsrt_core::{MessageAttribute, MessageAttributes};
+///
+/// let mut attributes = MessageAttributes::new();
+/// attributes.insert("tenant", MessageAttribute::string("acme"));
+/// assert_eq!(attributes.get("tenant").and_then(MessageAttribute::as_str), Some("acme"));
+/// assert_eq!(attributes.iter().count(), 1);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageAttributes(HashMap<String, MessageAttribute>);
+
+impl MessageAttributes {
+    /// No attributes (does not allocate).
+    #[must_use]
+    pub fn new() -> Self {
+        Self(HashMap::new())
+    }
+
+    /// The attribute called `name`, if present. Names are case-sensitive.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&MessageAttribute> {
+        self.0.get(name)
+    }
+
+    /// Whether `name` is present.
+    #[must_use]
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// Sets `name`, replacing an earlier attribute of that name.
+    pub fn insert(&mut self, name: impl Into<String>, attribute: MessageAttribute) {
+        self.0.insert(name.into(), attribute);
+    }
+
+    /// Names and attributes, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &MessageAttribute)> {
+        self.0.iter().map(|(n, a)| (n.as_str(), a))
+    }
+
+    /// Number of attributes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is no attribute.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::ops::Index<&str> for MessageAttributes {
+    type Output = MessageAttribute;
+
+    /// The attribute called `name`.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is absent, like a `HashMap`'s index.
+    fn index(&self, name: &str) -> &MessageAttribute {
+        self.get(name)
+            .unwrap_or_else(|| panic!("no message attribute named {name:?}"))
+    }
+}
+
+impl<N: Into<String>> FromIterator<(N, MessageAttribute)> for MessageAttributes {
+    fn from_iter<I: IntoIterator<Item = (N, MessageAttribute)>>(entries: I) -> Self {
+        Self(entries.into_iter().map(|(n, a)| (n.into(), a)).collect())
+    }
+}
+
+impl<N: Into<String>> Extend<(N, MessageAttribute)> for MessageAttributes {
+    fn extend<I: IntoIterator<Item = (N, MessageAttribute)>>(&mut self, entries: I) {
+        self.0
+            .extend(entries.into_iter().map(|(n, a)| (n.into(), a)));
+    }
+}
+
+impl<'a> IntoIterator for &'a MessageAttributes {
+    type Item = (&'a str, &'a MessageAttribute);
+    type IntoIter = Box<dyn Iterator<Item = (&'a str, &'a MessageAttribute)> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
 }
 
 /// A user-defined message attribute: its SQS data type (`String`, `Number`,
 /// `Binary`, or one of those with a custom suffix such as `Number.int`) and value.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MessageAttribute {
     /// The SQS data type, custom suffix included.
     pub data_type: String,
@@ -77,6 +247,43 @@ pub enum AttributeValue {
 }
 
 impl MessageAttribute {
+    /// An attribute of `data_type` (`String`, `Number`, `Binary`, or one of
+    /// those with a custom suffix such as `Number.int`).
+    #[must_use]
+    pub fn new(data_type: impl Into<String>, value: AttributeValue) -> Self {
+        Self {
+            data_type: data_type.into(),
+            value,
+        }
+    }
+
+    /// A `String` attribute.
+    #[must_use]
+    pub fn string(value: impl Into<String>) -> Self {
+        Self::new("String", AttributeValue::String(value.into()))
+    }
+
+    /// A `Number` attribute (SQS keeps numbers as text).
+    #[must_use]
+    pub fn number(value: impl fmt::Display) -> Self {
+        Self::new("Number", AttributeValue::String(value.to_string()))
+    }
+
+    /// A `Binary` attribute.
+    #[must_use]
+    pub fn binary(value: impl Into<Vec<u8>>) -> Self {
+        Self::new("Binary", AttributeValue::Binary(value.into()))
+    }
+
+    /// The value of a `String` or `Number` attribute.
+    #[must_use]
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            AttributeValue::String(s) => Some(s),
+            AttributeValue::Binary(_) => None,
+        }
+    }
+
     /// The number of bytes SQS counts for this attribute against the message
     /// size limit: name, data type and value.
     #[must_use]

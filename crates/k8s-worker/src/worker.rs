@@ -374,10 +374,10 @@ fn dispatch<H: Handler, Q: WorkerQueue>(
             .expect("a receive returns at most as many messages as it asked for");
         held.push(Some(Held {
             key,
-            message_id: r.message.id.clone(),
+            message_id: r.message.id().to_owned(),
             receipt_handle: r.receipt_handle,
-            receive_count: r.message.receive_count,
-            in_group: r.message.group_id.is_some(),
+            receive_count: r.message.receive_count(),
+            in_group: r.message.group_id().is_some(),
             copy: keep_copies.then(|| r.message.clone()),
             slot,
         }));

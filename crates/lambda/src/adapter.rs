@@ -212,7 +212,7 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         split: bool,
     ) -> Vec<Outcome> {
         let count = messages.len();
-        if !split || messages.iter().any(|m| m.group_id.is_some()) {
+        if !split || messages.iter().any(|m| m.group_id().is_some()) {
             return self.engine.run_batch(messages, options).await;
         }
         let second = messages.split_off(count / 2);
@@ -264,14 +264,14 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
             abandon_deadline: deadline.map(|d| d.checked_sub(margin / 2).unwrap_or(now)),
             ..BatchOptions::default()
         };
-        let receive_counts: Vec<u32> = messages.iter().map(|m| m.receive_count).collect();
+        let receive_counts: Vec<u32> = messages.iter().map(Message::receive_count).collect();
         // The ids outlive the messages (handlers consume them): copied into
         // one buffer, two allocations per batch instead of one per message.
-        let id_text: String = messages.iter().map(|m| m.id.as_str()).collect();
+        let id_text: String = messages.iter().map(Message::id).collect();
         let mut ids: Vec<&str> = Vec::with_capacity(count);
         let mut rest = id_text.as_str();
         for message in &messages {
-            let (id, after) = rest.split_at(message.id.len());
+            let (id, after) = rest.split_at(message.id().len());
             ids.push(id);
             rest = after;
         }

@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use sqsrt_core::{AttributeValue, Attributes, Message, MessageAttribute};
-use sqsrt_sqs::message_from_parts;
+use sqsrt_core::{Attributes, Message, MessageAttribute, MessageAttributes};
+use sqsrt_sqs::{attribute_from_parts, message_from_parts};
 
 use crate::event::{EventError, RecordMeta};
 
@@ -417,7 +417,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
         let mut body: Option<Option<String>> = None;
         let mut arn: Option<Option<Key<'de>>> = None;
         let mut attributes: Option<Attributes> = None;
-        let mut message_attributes: Option<HashMap<String, MessageAttribute>> = None;
+        let mut message_attributes: Option<MessageAttributes> = None;
         let mut unused: [Option<Option<CheckedStr>>; 4] = Default::default();
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match &*key.0 {
@@ -565,15 +565,7 @@ impl<'de> Deserialize<'de> for CheckedBase64 {
 
 impl WireAttribute {
     fn into_core(self) -> MessageAttribute {
-        let value = match (self.string_value, self.binary_value) {
-            (Some(s), _) => AttributeValue::String(s),
-            (None, Some(b)) => AttributeValue::Binary(b),
-            (None, None) => AttributeValue::String(String::new()),
-        };
-        MessageAttribute {
-            data_type: self.data_type.unwrap_or_else(|| "String".to_owned()),
-            value,
-        }
+        attribute_from_parts(self.data_type, self.string_value, self.binary_value)
     }
 }
 
@@ -610,7 +602,7 @@ mod tests {
         assert_eq!(chunked.missing_id, Some(5));
         assert_eq!(chunked.messages, whole.messages);
         assert_eq!(chunked.metas, whole.metas);
-        let bodies: Vec<&str> = chunked.messages.iter().map(|m| m.body.as_str()).collect();
+        let bodies: Vec<&str> = chunked.messages.iter().map(Message::body).collect();
         let want: Vec<String> = (0..12).map(|i| format!("b{i}")).collect();
         assert_eq!(bodies, want);
     }

@@ -1,12 +1,11 @@
 //! `SqsEvent` records into core [`Message`]s, checked before anything runs.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use sqsrt_core::{AttributeValue, Message, MessageAttribute};
-use sqsrt_sqs::message_from_parts;
+use sqsrt_core::{Message, MessageAttributes};
+use sqsrt_sqs::{attribute_from_parts, message_from_parts};
 
 /// An event that cannot be processed record by record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,17 +69,13 @@ pub fn into_messages(event: SqsEvent) -> Result<(Vec<Message>, Vec<RecordMeta>),
 
 fn convert(record: SqsMessage) -> (Message, RecordMeta) {
     let id = record.message_id.expect("checked by into_messages");
-    let message_attributes: HashMap<String, MessageAttribute> = record
+    let message_attributes: MessageAttributes = record
         .message_attributes
         .into_iter()
         .map(|(name, a)| {
-            let value = match (a.string_value, a.binary_value) {
-                (Some(s), _) => AttributeValue::String(s),
-                (None, Some(b)) => AttributeValue::Binary(b.0),
-                (None, None) => AttributeValue::String(String::new()),
-            };
-            let data_type = a.data_type.unwrap_or_else(|| "String".to_owned());
-            (name, MessageAttribute { data_type, value })
+            let attribute =
+                attribute_from_parts(a.data_type, a.string_value, a.binary_value.map(|b| b.0));
+            (name, attribute)
         })
         .collect();
     let message = message_from_parts(
@@ -110,6 +105,8 @@ pub fn time_left(deadline_ms: u64, now: SystemTime) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use sqsrt_core::AttributeValue;
+
     use super::*;
 
     fn event(json: &str) -> SqsEvent {
@@ -126,21 +123,18 @@ mod tests {
         );
         let (messages, metas) = into_messages(e).unwrap();
         let m = &messages[0];
+        assert_eq!((m.id(), m.body(), m.receive_count()), ("m1", "hi", 3));
+        assert_eq!(m.group_id(), Some("g"));
         assert_eq!(
-            (m.id.as_str(), m.body.as_str(), m.receive_count),
-            ("m1", "hi", 3)
-        );
-        assert_eq!(m.group_id.as_deref(), Some("g"));
-        assert_eq!(
-            m.sent_at,
+            m.sent_at(),
             Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_000))
         );
         assert_eq!(
-            m.message_attributes["s"].value,
+            m.message_attributes()["s"].value,
             AttributeValue::String("v".into())
         );
         assert_eq!(
-            m.message_attributes["b"].value,
+            m.message_attributes()["b"].value,
             AttributeValue::Binary(vec![1, 2])
         );
         assert_eq!(metas[0].receipt_handle.as_deref(), Some("rh"));
@@ -168,8 +162,8 @@ mod tests {
     #[test]
     fn receive_count_defaults_to_first_delivery() {
         let (m, _) = into_messages(event(r#"{"Records":[{"messageId":"a"}]}"#)).unwrap();
-        assert_eq!(m[0].receive_count, 1);
-        assert_eq!(m[0].body, "");
+        assert_eq!(m[0].receive_count(), 1);
+        assert_eq!(m[0].body(), "");
     }
 
     #[test]

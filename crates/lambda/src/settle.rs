@@ -138,7 +138,7 @@ impl<Q: QueueClient> Settler<Q> {
                     });
                 }
                 Err(error) => {
-                    warn!(message_id = %copies[index].id, %error, "Cannot dead-letter this message; it will be retried.");
+                    warn!(message_id = copies[index].id(), %error, "Cannot dead-letter this message; it will be retried.");
                     s.outcome = Outcome::Retry {
                         reason: format!("{reason}; not dead-lettered: {error}"),
                         delay: None,
@@ -158,7 +158,7 @@ impl<Q: QueueClient> Settler<Q> {
                     s.dead_lettered = true;
                 }
                 Err(error) => {
-                    warn!(message_id = %copies[index].id, %error, "Dead-letter send failed; the message will be retried.");
+                    warn!(message_id = copies[index].id(), %error, "Dead-letter send failed; the message will be retried.");
                     if let Outcome::Permanent { reason } = &s.outcome {
                         s.outcome = Outcome::Retry {
                             reason: format!("{reason}; dead-letter send failed: {error}"),

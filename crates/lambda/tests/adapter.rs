@@ -20,7 +20,7 @@ fn adapter(
     dlq: Option<&str>,
 ) -> SqsLambda<impl sqsrt_core::Handler, FakeQueue> {
     let handler = handler_fn(|m: Message, _ctx: Context| async move {
-        match m.body.as_str() {
+        match m.body() {
             "retry" => Err(HandlerError::retry("try later")),
             "retry-30" => Err(HandlerError::retry_after("later", Duration::from_secs(30))),
             "perm" => Err(HandlerError::permanent("bad input")),

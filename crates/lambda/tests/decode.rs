@@ -248,8 +248,8 @@ fn repeated_escaped_and_many_attribute_names_decode_the_same() {
         .unwrap()
         .into_messages()
         .unwrap();
-    assert_eq!(messages[0].attributes.len(), many.len());
-    assert_eq!(messages[0].attributes.get("name3"), Some("503"));
+    assert_eq!(messages[0].attributes().len(), many.len());
+    assert_eq!(messages[0].attributes().get("name3"), Some("503"));
 }
 
 #[test]

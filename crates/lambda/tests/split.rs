@@ -60,7 +60,7 @@ async fn a_large_batch_runs_as_two_halves_with_the_same_outcomes_and_lines() {
         handler_fn(move |m: Message, _ctx: Context| {
             threads.lock().unwrap().insert(std::thread::current().id());
             async move {
-                match m.body.as_str() {
+                match m.body() {
                     "retry" => Err(HandlerError::retry("try later")),
                     "perm" => Err(HandlerError::permanent("bad input")),
                     _ => Ok(()),

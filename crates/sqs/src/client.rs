@@ -192,7 +192,7 @@ impl QueueClient for SqsClient {
         let attributes = message
             .message_attributes
             .iter()
-            .map(|(name, attribute)| (name.clone(), to_sdk_attribute(attribute)))
+            .map(|(name, attribute)| (name.to_owned(), to_sdk_attribute(attribute)))
             .collect();
         let out = self
             .sdk()

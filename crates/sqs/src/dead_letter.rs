@@ -1,8 +1,6 @@
 //! The message sqsrt sends to a dead-letter queue for a permanent failure.
 
-use std::collections::HashMap;
-
-use sqsrt_core::{AttributeValue, Message, MessageAttribute};
+use sqsrt_core::{Message, MessageAttribute, MessageAttributes};
 
 /// Attribute carrying the handler's reason.
 pub const REASON_ATTRIBUTE: &str = "sqsrt.reason";
@@ -24,7 +22,7 @@ pub struct OutgoingMessage {
     /// The body.
     pub body: String,
     /// Message attributes.
-    pub message_attributes: HashMap<String, MessageAttribute>,
+    pub message_attributes: MessageAttributes,
     /// FIFO group id (FIFO queues only).
     pub group_id: Option<String>,
     /// FIFO deduplication id (FIFO queues only).
@@ -66,25 +64,19 @@ pub fn dead_letter_message(
     source_queue: &str,
     fifo_dlq: bool,
 ) -> Result<OutgoingMessage, DeadLetterError> {
-    let mut attributes = message.message_attributes.clone();
+    let mut attributes = message.message_attributes().clone();
     let mut add = |name: &str, value: &str| {
-        attributes.insert(
-            name.to_owned(),
-            MessageAttribute {
-                data_type: "String".to_owned(),
-                value: AttributeValue::String(value.to_owned()),
-            },
-        );
+        attributes.insert(name, MessageAttribute::string(value));
     };
     add(REASON_ATTRIBUTE, truncate(reason, MAX_REASON_BYTES));
-    add(SOURCE_MESSAGE_ID_ATTRIBUTE, &message.id);
+    add(SOURCE_MESSAGE_ID_ATTRIBUTE, message.id());
     add(SOURCE_QUEUE_ATTRIBUTE, source_queue);
     if attributes.len() > MAX_MESSAGE_ATTRIBUTES {
         return Err(DeadLetterError::TooManyAttributes {
-            have: message.message_attributes.len(),
+            have: message.message_attributes().len(),
         });
     }
-    let size = message.body.len()
+    let size = message.body().len()
         + attributes
             .iter()
             .map(|(name, attribute)| attribute.size_with_name(name))
@@ -96,17 +88,17 @@ pub fn dead_letter_message(
         (
             Some(
                 message
-                    .group_id
-                    .clone()
-                    .unwrap_or_else(|| "sqsrt-dead-letters".to_owned()),
+                    .group_id()
+                    .unwrap_or("sqsrt-dead-letters")
+                    .to_owned(),
             ),
-            Some(message.id.clone()),
+            Some(message.id().to_owned()),
         )
     } else {
         (None, None)
     };
     Ok(OutgoingMessage {
-        body: message.body.clone(),
+        body: message.body().to_owned(),
         message_attributes: attributes,
         group_id,
         deduplication_id,
@@ -129,23 +121,19 @@ mod tests {
     use super::*;
 
     fn attr(value: &str) -> MessageAttribute {
-        MessageAttribute {
-            data_type: "String".into(),
-            value: AttributeValue::String(value.into()),
-        }
+        MessageAttribute::string(value)
     }
 
     fn string_attr<'a>(m: &'a OutgoingMessage, name: &str) -> &'a str {
-        match &m.message_attributes[name].value {
-            AttributeValue::String(s) => s,
-            AttributeValue::Binary(_) => panic!("binary"),
-        }
+        m.message_attributes
+            .get(name)
+            .and_then(MessageAttribute::as_str)
+            .expect("a string attribute")
     }
 
     #[test]
     fn keeps_body_and_attributes_and_adds_reason_source_and_id() {
-        let mut m = Message::new("m-1", "payload");
-        m.message_attributes.insert("trace".into(), attr("abc"));
+        let m = Message::new("m-1", "payload").with_message_attribute("trace", attr("abc"));
         let out = dead_letter_message(&m, "bad order", "arn:aws:sqs:r:1:q", false).unwrap();
         assert_eq!(out.body, "payload");
         assert_eq!(string_attr(&out, "trace"), "abc");
@@ -170,13 +158,13 @@ mod tests {
     fn eight_user_attributes_leave_no_room() {
         let mut m = Message::new("m", "x");
         for i in 0..7 {
-            m.message_attributes.insert(format!("a{i}"), attr("v"));
+            m = m.with_message_attribute(format!("a{i}"), attr("v"));
         }
         assert!(
             dead_letter_message(&m, "r", "q", false).is_ok(),
             "7 + 3 = 10 fits"
         );
-        m.message_attributes.insert("a7".into(), attr("v"));
+        let m = m.with_message_attribute("a7", attr("v"));
         assert_eq!(
             dead_letter_message(&m, "r", "q", false),
             Err(DeadLetterError::TooManyAttributes { have: 8 })
@@ -187,10 +175,9 @@ mod tests {
     fn redriven_message_reuses_its_sqsrt_attributes() {
         let mut m = Message::new("m", "x");
         for i in 0..7 {
-            m.message_attributes.insert(format!("a{i}"), attr("v"));
+            m = m.with_message_attribute(format!("a{i}"), attr("v"));
         }
-        m.message_attributes
-            .insert(REASON_ATTRIBUTE.into(), attr("old"));
+        let m = m.with_message_attribute(REASON_ATTRIBUTE, attr("old"));
         let out = dead_letter_message(&m, "new", "q", false).unwrap();
         assert_eq!(string_attr(&out, REASON_ATTRIBUTE), "new");
     }

@@ -32,5 +32,5 @@ pub use client::{
 };
 pub use dead_letter::{DeadLetterError, OutgoingMessage, dead_letter_message};
 pub use error::{SqsError, SqsErrorKind};
-pub use message::{message_from_parts, visibility_secs};
+pub use message::{attribute_from_parts, message_from_parts, visibility_secs};
 pub use receive::{QueueAttributes, ReceiveOutput, ReceiveRequest, Received, WorkerQueue};

@@ -7,11 +7,11 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
-use sqsrt_core::{AttributeValue, Attributes, Message, MessageAttribute};
+use sqsrt_core::{Attributes, Message};
 
 use crate::client::{EntryFailure, QueueClient, SqsClient, entry_failures};
 use crate::error::{SqsError, SqsErrorKind};
-use crate::message::message_from_parts;
+use crate::message::{attribute_from_parts, message_from_parts};
 
 /// A received message and the receipt handle needed to settle it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,18 +191,13 @@ fn convert(m: aws_sdk_sqs::types::Message) -> Result<Received, String> {
         .unwrap_or_default()
         .into_iter()
         .map(|(name, a)| {
-            let value = match (a.string_value, a.binary_value) {
-                (Some(s), _) => AttributeValue::String(s),
-                (None, Some(b)) => AttributeValue::Binary(b.into_inner()),
-                (None, None) => AttributeValue::String(String::new()),
-            };
-            (
-                name,
-                MessageAttribute {
-                    data_type: a.data_type,
-                    value,
-                },
-            )
+            let attribute = attribute_from_parts(
+                Some(a.data_type),
+                a.string_value,
+                a.binary_value
+                    .map(aws_sdk_sqs::primitives::Blob::into_inner),
+            );
+            (name, attribute)
         })
         .collect();
     let message = message_from_parts(
@@ -223,6 +218,7 @@ mod tests {
 
     use aws_sdk_sqs::primitives::Blob;
     use aws_sdk_sqs::types::MessageAttributeValue;
+    use sqsrt_core::AttributeValue;
 
     use super::*;
 
@@ -246,11 +242,14 @@ mod tests {
             .build();
         let r = convert(m).unwrap();
         assert_eq!(r.receipt_handle, "rh");
-        assert_eq!(r.message.receive_count, 4);
-        assert_eq!(r.message.group_id.as_deref(), Some("g"));
-        assert_eq!(r.message.sent_at, Some(UNIX_EPOCH + Duration::from_secs(1)));
+        assert_eq!(r.message.receive_count(), 4);
+        assert_eq!(r.message.group_id(), Some("g"));
         assert_eq!(
-            r.message.message_attributes["bin"].value,
+            r.message.sent_at(),
+            Some(UNIX_EPOCH + Duration::from_secs(1))
+        );
+        assert_eq!(
+            r.message.message_attributes()["bin"].value,
             AttributeValue::Binary(vec![9])
         );
     }

@@ -37,7 +37,7 @@ async fn reserve(order: Order, message: Message, ctx: Context) -> Result<(), Han
         order_id = order.id,
         sku = %order.sku,
         qty = order.qty,
-        attempt = message.receive_count,
+        attempt = message.receive_count(),
         time_left_ms = u64::try_from(ctx.remaining().as_millis()).unwrap_or(u64::MAX),
         "Order reserved."
     );

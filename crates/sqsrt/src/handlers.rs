@@ -37,11 +37,11 @@ impl Handler for Builtin {
     async fn handle(&self, message: Message, ctx: Context) -> Result<(), HandlerError> {
         match self {
             Self::Log => {
-                let body: String = message.body.chars().take(LOGGED_BODY_CHARS).collect();
+                let body: String = message.body().chars().take(LOGGED_BODY_CHARS).collect();
                 info!(
-                    message_id = %message.id,
-                    receive_count = message.receive_count,
-                    body_bytes = message.body.len(),
+                    message_id = %message.id(),
+                    receive_count = message.receive_count(),
+                    body_bytes = message.body().len(),
                     body = %body,
                     "Message received."
                 );
@@ -74,27 +74,28 @@ struct Script {
 /// (default `rejected`). `"panic"`: panics. `"sleep"`: sleeps `ms` then
 /// succeeds (stops early, as a retry, if the work is abandoned).
 async fn scripted(message: &Message, ctx: &Context) -> Result<(), HandlerError> {
-    if !message.body.trim_start().starts_with('{') {
+    if !message.body().trim_start().starts_with('{') {
         return Err(HandlerError::permanent(
             "scripted: body is not a JSON object",
         ));
     }
-    let script: Script = decode_json(message).map_err(|e| match e {
-        HandlerError::Permanent { reason } => {
-            HandlerError::permanent(format!("scripted: {reason}"))
+    let script: Script = decode_json(message).map_err(|e| {
+        if e.is_permanent() {
+            HandlerError::permanent(format!("scripted: {}", e.reason()))
+        } else {
+            e
         }
-        retry @ HandlerError::Retry { .. } => retry,
     })?;
     match script.action.as_deref().unwrap_or("ok") {
         "ok" => Ok(()),
         "fail" => {
             if script
                 .times
-                .is_some_and(|times| message.receive_count > times)
+                .is_some_and(|times| message.receive_count() > times)
             {
                 return Ok(());
             }
-            let reason = format!("scripted failure (receive {})", message.receive_count);
+            let reason = format!("scripted failure (receive {})", message.receive_count());
             Err(match script.retry_after_secs {
                 Some(secs) => {
                     HandlerError::retry_after(reason, Duration::from_secs(secs).min(MAX_VISIBILITY))
@@ -105,7 +106,7 @@ async fn scripted(message: &Message, ctx: &Context) -> Result<(), HandlerError> 
         "reject" => Err(HandlerError::permanent(
             script.reason.as_deref().unwrap_or("rejected"),
         )),
-        "panic" => panic!("scripted panic in message {}", message.id),
+        "panic" => panic!("scripted panic in message {}", message.id()),
         "sleep" => {
             let ms = script.ms.unwrap_or(0);
             tokio::select! {
@@ -181,7 +182,7 @@ mod tests {
     #[tokio::test]
     async fn bad_bodies_are_permanent_and_name_the_problem() {
         let reason = |r: Result<(), HandlerError>| match r {
-            Err(HandlerError::Permanent { reason }) => reason,
+            Err(e) if e.is_permanent() => e.reason().to_owned(),
             other => panic!("{other:?}"),
         };
         assert_eq!(
