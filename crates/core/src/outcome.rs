@@ -95,6 +95,18 @@ impl Outcome {
         matches!(self, Self::Success)
     }
 
+    /// Whether it is a permanent failure.
+    #[must_use]
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Permanent { .. })
+    }
+
+    /// Whether it is a retryable failure.
+    #[must_use]
+    pub fn is_retry(&self) -> bool {
+        matches!(self, Self::Retry { .. })
+    }
+
     /// The reason of a failure or skip, for logs; `None` on success.
     #[must_use]
     pub fn reason(&self) -> Option<String> {

@@ -247,6 +247,33 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         event: impl IntoRecords,
         time_left: Option<Duration>,
     ) -> Result<SqsBatchResponse, InvocationError> {
+        self.handle_inner(event, time_left, None).await
+    }
+
+    /// [`SqsLambda::handle`], also giving what became of each record, in
+    /// record order (for tests: `sqsrt::testing`).
+    ///
+    /// # Errors
+    ///
+    /// As [`SqsLambda::handle`].
+    pub async fn handle_detailed(
+        &self,
+        event: impl IntoRecords,
+        time_left: Option<Duration>,
+    ) -> Result<(SqsBatchResponse, Vec<RecordResult>), InvocationError> {
+        let mut records = Vec::new();
+        let response = self
+            .handle_inner(event, time_left, Some(&mut records))
+            .await?;
+        Ok((response, records))
+    }
+
+    async fn handle_inner(
+        &self,
+        event: impl IntoRecords,
+        time_left: Option<Duration>,
+        detail: Option<&mut Vec<RecordResult>>,
+    ) -> Result<SqsBatchResponse, InvocationError> {
         let (messages, metas) = event.into_records().inspect_err(|error| {
             tracing::error!(%error, "Invalid SQS event.");
         })?;
@@ -295,6 +322,14 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
             )
             .await;
         log_outcomes(&ids, &settled, split);
+        if let Some(detail) = detail {
+            detail.extend(ids.iter().zip(&settled).map(|(id, s)| RecordResult {
+                message_id: (*id).to_owned(),
+                outcome: s.outcome.clone(),
+                listed: s.listed,
+                dead_lettered: s.dead_lettered,
+            }));
+        }
 
         let batch_item_failures: Vec<BatchItemFailure> = settled
             .iter()
@@ -316,6 +351,21 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         response.batch_item_failures = batch_item_failures;
         Ok(response)
     }
+}
+
+/// What became of one record of an invocation ([`SqsLambda::handle_detailed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordResult {
+    /// The record's message id.
+    pub message_id: String,
+    /// Its final outcome (a permanent failure that could not be
+    /// dead-lettered is a retry).
+    pub outcome: Outcome,
+    /// Whether it is in `batchItemFailures`.
+    pub listed: bool,
+    /// Whether a copy is in the dead-letter queue.
+    pub dead_lettered: bool,
 }
 
 /// Decoded payloads waiting for their handler call, by request id.

@@ -24,8 +24,10 @@
 pub mod adapter;
 pub mod decode;
 pub mod event;
+mod init_error;
 pub mod settle;
 
-pub use adapter::{IntoRecords, InvocationError, LambdaConfig, SqsLambda};
+pub use adapter::{IntoRecords, InvocationError, LambdaConfig, RecordResult, SqsLambda};
 pub use decode::SqsRecords;
 pub use event::{EventError, RecordMeta};
+pub use init_error::{InitReportError, report_init_error};

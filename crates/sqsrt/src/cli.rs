@@ -1,16 +1,18 @@
 //! Command line and environment: every flag `--some-name` falls back to
-//! `SQSRT_SOME_NAME`, and every problem is named with both.
+//! `SQSRT_SOME_NAME`. Values are parsed here (a malformed one is named with
+//! its flag and variable); ranges and settings taken together are checked
+//! where settings set in code are, in [`crate::settings`].
 
 // Doc comments here are the CLI's help text, read in a terminal, not rustdoc.
 #![allow(clippy::doc_markdown)]
 
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sqsrt_core::{EngineConfig, RetryPolicy};
-use sqsrt_lambda::LambdaConfig;
+
+use crate::runner::{self, Runner};
+use crate::settings::Settings;
 
 /// Run one SQS message handler on AWS Lambda or as a long-poll worker.
 ///
@@ -19,15 +21,15 @@ use sqsrt_lambda::LambdaConfig;
 /// set with the environment variable shown beside it.
 #[derive(Debug, Parser)]
 #[command(name = "sqsrt", version)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The mode.
     #[command(subcommand)]
-    pub mode: Mode,
+    pub(crate) mode: Mode,
 }
 
 /// Where sqsrt runs.
 #[derive(Debug, Subcommand)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Serve the Lambda Runtime API (SQS event source mapping, partial batch failures).
     Lambda(LambdaArgs),
     /// Long-poll SQS (the container KEDA scales on Kubernetes).
@@ -36,7 +38,7 @@ pub enum Mode {
 
 /// The built-in handlers of the `sqsrt` binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum HandlerName {
+pub(crate) enum HandlerName {
     /// Log each message (body truncated) and succeed.
     Log,
     /// Act as the JSON body says: {"action": "ok" | "fail" | "reject" | "panic" | "sleep", ...}.
@@ -47,104 +49,104 @@ pub enum HandlerName {
 
 /// Flags of both modes.
 #[derive(Debug, Clone, Args)]
-pub struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// Built-in handler: `log` (log each message and succeed), `scripted` (act as the JSON
     /// body says; see README) or `noop` (succeed at once). Ignored by programs that bring their own handler.
     #[arg(long, env = "SQSRT_HANDLER", default_value = "log",
           value_parser = handler_name("--handler", "SQSRT_HANDLER"))]
-    pub handler: HandlerName,
+    pub(crate) handler: HandlerName,
 
     /// Dead-letter queue URL for permanent failures (none: listed / left to the queue's redrive policy).
     #[arg(long, env = "SQSRT_DLQ_URL", value_parser = non_empty("--dlq-url", "SQSRT_DLQ_URL"))]
-    pub dlq_url: Option<String>,
+    pub(crate) dlq_url: Option<String>,
 
     /// Messages processed at once (worker), records at once (Lambda).
-    #[arg(long, env = "SQSRT_MAX_IN_FLIGHT", default_value_t = NonZeroUsize::new(32).expect("32 is not zero"),
-          value_parser = positive("--max-in-flight", "SQSRT_MAX_IN_FLIGHT"))]
-    pub max_in_flight: NonZeroUsize,
+    #[arg(long, env = "SQSRT_MAX_IN_FLIGHT", default_value_t = 32,
+          value_parser = count("--max-in-flight", "SQSRT_MAX_IN_FLIGHT"))]
+    pub(crate) max_in_flight: usize,
 
     /// Per-message timeout in seconds; a timeout is a retryable failure.
     #[arg(long, env = "SQSRT_HANDLER_TIMEOUT_SECS", default_value_t = 20,
-          value_parser = secs("--handler-timeout-secs", "SQSRT_HANDLER_TIMEOUT_SECS", 1, 43_200))]
-    pub handler_timeout_secs: u64,
+          value_parser = secs("--handler-timeout-secs", "SQSRT_HANDLER_TIMEOUT_SECS"))]
+    pub(crate) handler_timeout_secs: u64,
 
     /// Backoff base in seconds: delay = min(max, base * 2^(receive_count - 1)), jittered.
     #[arg(long, env = "SQSRT_RETRY_BASE_SECS", default_value_t = 2,
-          value_parser = secs("--retry-base-secs", "SQSRT_RETRY_BASE_SECS", 1, 43_200))]
-    pub retry_base_secs: u64,
+          value_parser = secs("--retry-base-secs", "SQSRT_RETRY_BASE_SECS"))]
+    pub(crate) retry_base_secs: u64,
 
     /// Backoff maximum in seconds (at most 43200, SQS's limit).
     #[arg(long, env = "SQSRT_RETRY_MAX_SECS", default_value_t = 900,
-          value_parser = secs("--retry-max-secs", "SQSRT_RETRY_MAX_SECS", 1, 43_200))]
-    pub retry_max_secs: u64,
+          value_parser = secs("--retry-max-secs", "SQSRT_RETRY_MAX_SECS"))]
+    pub(crate) retry_max_secs: u64,
 
     /// Runtime threads; 1 runs everything on one thread (no hand-offs between threads, the
     /// least CPU per message) [default: the CPUs available to the process, cgroup quota included].
-    #[arg(long, env = "SQSRT_THREADS", value_parser = count("--threads", "SQSRT_THREADS", 1, 1_024))]
-    pub threads: Option<usize>,
+    #[arg(long, env = "SQSRT_THREADS", value_parser = count("--threads", "SQSRT_THREADS"))]
+    pub(crate) threads: Option<usize>,
 
     /// Log filter (`level` or `target=level`, comma-separated, e.g. `info,sqsrt=debug`) [default: info; RUST_LOG is used when unset,
     /// and in Lambda mode AWS_LAMBDA_LOG_LEVEL too].
     #[arg(long, env = "SQSRT_LOG_LEVEL", value_parser = non_empty("--log-level", "SQSRT_LOG_LEVEL"))]
-    pub log_level: Option<String>,
+    pub(crate) log_level: Option<String>,
 }
 
 /// Flags of Lambda mode.
 #[derive(Debug, Clone, Args)]
-pub struct LambdaArgs {
+pub(crate) struct LambdaArgs {
     /// Flags of both modes.
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 
     /// No record starts after the invocation deadline minus this many milliseconds;
     /// records still running at the deadline minus half of it are reported failed.
     #[arg(long, env = "SQSRT_DEADLINE_MARGIN_MS", default_value_t = 500,
-          value_parser = clap::value_parser!(u64).range(0..=600_000))]
-    pub deadline_margin_ms: u64,
+          value_parser = count("--deadline-margin-ms", "SQSRT_DEADLINE_MARGIN_MS"))]
+    pub(crate) deadline_margin_ms: usize,
 
     /// Return an error instead of listing every record when all records failed.
     #[arg(long, env = "SQSRT_FAIL_INVOCATION_WHEN_ALL_FAIL", default_value_t = false,
           value_parser = clap::builder::FalseyValueParser::new())]
-    pub fail_invocation_when_all_fail: bool,
+    pub(crate) fail_invocation_when_all_fail: bool,
 }
 
 /// Flags of worker mode.
 #[derive(Debug, Clone, Args)]
-pub struct WorkerArgs {
+pub(crate) struct WorkerArgs {
     /// Flags of both modes.
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 
     /// The source queue URL (required in worker mode).
     #[arg(long, env = "SQSRT_QUEUE_URL", value_parser = non_empty("--queue-url", "SQSRT_QUEUE_URL"))]
-    pub queue_url: Option<String>,
+    pub(crate) queue_url: Option<String>,
 
     /// Visibility timeout asked on receive, in seconds [default: the queue's].
     #[arg(long, env = "SQSRT_VISIBILITY_TIMEOUT_SECS",
-          value_parser = secs("--visibility-timeout-secs", "SQSRT_VISIBILITY_TIMEOUT_SECS", 1, 43_200))]
-    pub visibility_timeout_secs: Option<u64>,
+          value_parser = secs("--visibility-timeout-secs", "SQSRT_VISIBILITY_TIMEOUT_SECS"))]
+    pub(crate) visibility_timeout_secs: Option<u64>,
 
     /// Period in seconds at which running messages get their visibility extended;
     /// must be below the visibility [default: visibility / 3].
     #[arg(long, env = "SQSRT_HEARTBEAT_SECS",
-          value_parser = secs("--heartbeat-secs", "SQSRT_HEARTBEAT_SECS", 1, 43_199))]
-    pub heartbeat_secs: Option<u64>,
+          value_parser = secs("--heartbeat-secs", "SQSRT_HEARTBEAT_SECS"))]
+    pub(crate) heartbeat_secs: Option<u64>,
 
     /// Drain time after SIGTERM in seconds; must be at least the handler timeout.
     #[arg(long, env = "SQSRT_SHUTDOWN_GRACE_SECS", default_value_t = 25,
-          value_parser = secs("--shutdown-grace-secs", "SQSRT_SHUTDOWN_GRACE_SECS", 0, 3_600))]
-    pub shutdown_grace_secs: u64,
+          value_parser = secs("--shutdown-grace-secs", "SQSRT_SHUTDOWN_GRACE_SECS"))]
+    pub(crate) shutdown_grace_secs: u64,
 
     /// Messages received ahead of free handler slots (0: receive only for free slots), so a
     /// handler that finishes is followed at once instead of after a receive round trip.
     #[arg(long, env = "SQSRT_PREFETCH", default_value_t = 10,
-          value_parser = count("--prefetch", "SQSRT_PREFETCH", 0, 1_000))]
-    pub prefetch: usize,
+          value_parser = count("--prefetch", "SQSRT_PREFETCH"))]
+    pub(crate) prefetch: usize,
 
     /// Address of /healthz, /readyz and /metrics (port 0 picks a free port).
     #[arg(long, env = "SQSRT_METRICS_ADDR", default_value = "0.0.0.0:9090",
           value_parser = socket_addr("--metrics-addr", "SQSRT_METRICS_ADDR"))]
-    pub metrics_addr: SocketAddr,
+    pub(crate) metrics_addr: SocketAddr,
 }
 
 fn handler_name(
@@ -165,50 +167,19 @@ fn names(flag: &str, var: &str) -> String {
     format!("(set by {flag} or {var})")
 }
 
-fn positive(
-    flag: &'static str,
-    var: &'static str,
-) -> impl Fn(&str) -> Result<NonZeroUsize, String> + Clone {
+fn secs(flag: &'static str, var: &'static str) -> impl Fn(&str) -> Result<u64, String> + Clone {
     move |s| {
         s.trim()
-            .parse::<NonZeroUsize>()
-            .map_err(|_| format!("must be a whole number of at least 1 {}", names(flag, var)))
+            .parse::<u64>()
+            .map_err(|_| format!("must be a whole number of seconds {}", names(flag, var)))
     }
 }
 
-fn secs(
-    flag: &'static str,
-    var: &'static str,
-    min: u64,
-    max: u64,
-) -> impl Fn(&str) -> Result<u64, String> + Clone {
-    whole(flag, var, min, max, " of seconds")
-}
-
-fn count(
-    flag: &'static str,
-    var: &'static str,
-    min: u64,
-    max: u64,
-) -> impl Fn(&str) -> Result<usize, String> + Clone {
-    let parse = whole(flag, var, min, max, "");
-    move |s| parse(s).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
-}
-
-/// A whole number (`unit`: e.g. " of seconds") from `min` to `max`.
-fn whole(
-    flag: &'static str,
-    var: &'static str,
-    min: u64,
-    max: u64,
-    unit: &'static str,
-) -> impl Fn(&str) -> Result<u64, String> + Clone {
-    move |s| match s.trim().parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "must be a whole number{unit} from {min} to {max} {}",
-            names(flag, var)
-        )),
+fn count(flag: &'static str, var: &'static str) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |s| {
+        s.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("must be a whole number {}", names(flag, var)))
     }
 }
 
@@ -239,119 +210,73 @@ fn socket_addr(
     }
 }
 
-/// A problem with flags taken together.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigProblem(pub String);
-
 impl CommonArgs {
-    /// The engine settings.
+    fn settings(&self) -> Settings {
+        Settings {
+            handler_timeout: Duration::from_secs(self.handler_timeout_secs),
+            max_in_flight: self.max_in_flight,
+            dlq_url: self.dlq_url.clone(),
+            retry_base: Duration::from_secs(self.retry_base_secs),
+            retry_max: Duration::from_secs(self.retry_max_secs),
+            threads: self.threads,
+            log_level: self.log_level.clone(),
+            ..Settings::default()
+        }
+    }
+}
+
+impl Cli {
+    /// The flags of either mode.
     #[must_use]
-    pub fn engine(&self) -> EngineConfig {
-        EngineConfig::default()
-            .max_in_flight(self.max_in_flight)
-            .handler_timeout(Duration::from_secs(self.handler_timeout_secs))
+    pub(crate) fn common(&self) -> &CommonArgs {
+        match &self.mode {
+            Mode::Lambda(args) => &args.common,
+            Mode::Worker(args) => &args.common,
+        }
     }
 
-    /// The retry policy.
-    ///
-    /// # Errors
-    ///
-    /// When the bounds are inconsistent, naming both flags and variables.
-    pub fn retry(&self) -> Result<RetryPolicy, ConfigProblem> {
-        RetryPolicy::new(
-            Duration::from_secs(self.retry_base_secs),
-            Duration::from_secs(self.retry_max_secs),
-        )
-        .map_err(|e| {
-            ConfigProblem(format!(
-                "{e} {} {}",
-                names("--retry-base-secs", "SQSRT_RETRY_BASE_SECS"),
-                names("--retry-max-secs", "SQSRT_RETRY_MAX_SECS")
-            ))
-        })
+    /// A [`Runner`] with these settings, in this mode.
+    pub(crate) fn into_runner(self) -> Runner {
+        match self.mode {
+            Mode::Lambda(args) => {
+                let settings = Settings {
+                    deadline_margin: Duration::from_millis(args.deadline_margin_ms as u64),
+                    fail_invocation_when_all_fail: args.fail_invocation_when_all_fail,
+                    ..args.common.settings()
+                };
+                Runner::with_settings(settings, runner::Mode::Lambda)
+            }
+            Mode::Worker(args) => {
+                let settings = Settings {
+                    queue_url: args.queue_url,
+                    visibility_timeout: args.visibility_timeout_secs.map(Duration::from_secs),
+                    heartbeat: args.heartbeat_secs.map(Duration::from_secs),
+                    shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+                    prefetch: args.prefetch,
+                    metrics_addr: args.metrics_addr,
+                    ..args.common.settings()
+                };
+                Runner::with_settings(settings, runner::Mode::Worker)
+            }
+        }
     }
 }
 
-impl LambdaArgs {
-    /// The Lambda adapter settings.
-    ///
-    /// # Errors
-    ///
-    /// Every problem found, each naming its flag and variable.
-    pub fn lambda(&self) -> Result<LambdaConfig, Vec<ConfigProblem>> {
-        let retry = self.common.retry().map_err(|p| vec![p])?;
-        Ok(LambdaConfig::default()
-            .deadline_margin(Duration::from_millis(self.deadline_margin_ms))
-            .fail_invocation_when_all_fail(self.fail_invocation_when_all_fail)
-            .dlq_url(self.common.dlq_url.clone())
-            .retry(retry))
-    }
-}
-
-impl WorkerArgs {
-    /// The worker settings.
-    ///
-    /// # Errors
-    ///
-    /// Every problem found, each naming its flag and variable.
-    ///
-    /// # Panics
-    ///
-    /// Never: the queue URL is checked before use.
-    pub fn worker(&self) -> Result<sqsrt_k8s_worker::WorkerConfig, Vec<ConfigProblem>> {
-        let mut problems = Vec::new();
-        if let Err(p) = self.common.retry() {
-            problems.push(p);
-        }
-        if self.queue_url.is_none() {
-            problems.push(ConfigProblem(format!(
-                "the source queue is required in worker mode {}",
-                names("--queue-url", "SQSRT_QUEUE_URL")
-            )));
-        }
-        if self.shutdown_grace_secs < self.common.handler_timeout_secs {
-            problems.push(ConfigProblem(format!(
-                "shutdown grace ({}s) must be at least the handler timeout ({}s) {} {}",
-                self.shutdown_grace_secs,
-                self.common.handler_timeout_secs,
-                names("--shutdown-grace-secs", "SQSRT_SHUTDOWN_GRACE_SECS"),
-                names("--handler-timeout-secs", "SQSRT_HANDLER_TIMEOUT_SECS")
-            )));
-        }
-        if let (Some(heartbeat), Some(visibility)) =
-            (self.heartbeat_secs, self.visibility_timeout_secs)
-            && heartbeat >= visibility
-        {
-            problems.push(ConfigProblem(format!(
-                "heartbeat ({heartbeat}s) must be below the visibility timeout ({visibility}s) {} {}",
-                names("--heartbeat-secs", "SQSRT_HEARTBEAT_SECS"),
-                names("--visibility-timeout-secs", "SQSRT_VISIBILITY_TIMEOUT_SECS")
-            )));
-        }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        Ok(sqsrt_k8s_worker::WorkerConfig {
-            queue_url: self.queue_url.clone().expect("checked above"),
-            dlq_url: self.common.dlq_url.clone(),
-            max_in_flight: self.common.max_in_flight.get(),
-            prefetch: self.prefetch,
-            handler_timeout: Duration::from_secs(self.common.handler_timeout_secs),
-            retry: self.common.retry().map_err(|p| vec![p])?,
-            visibility_timeout: self.visibility_timeout_secs.map(Duration::from_secs),
-            heartbeat: self.heartbeat_secs.map(Duration::from_secs),
-            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
-            metrics_addr: self.metrics_addr,
-        })
-    }
+/// Parses the command line and `SQSRT_*` variables, inserting the mode picked
+/// from the environment when none is named. Prints help, the version, or the
+/// error naming the flag and variable, and exits (status 2 on errors).
+#[must_use]
+pub(crate) fn parse_args() -> Cli {
+    let lambda = runner::Mode::from_env() == runner::Mode::Lambda;
+    let args = with_mode(std::env::args().collect(), lambda);
+    Cli::try_parse_from(args).unwrap_or_else(|e| e.exit())
 }
 
 /// The arguments to parse: when no mode is named, the one picked from the
 /// environment is inserted, so `sqsrt --max-in-flight 4` means
 /// `sqsrt lambda --max-in-flight 4` under Lambda.
 #[must_use]
-pub fn with_mode(args: Vec<String>, lambda_runtime_api_set: bool) -> Vec<String> {
+pub(crate) fn with_mode(args: Vec<String>, lambda_runtime_api_set: bool) -> Vec<String> {
     let named = args.get(1).is_some_and(|a| {
         matches!(
             a.as_str(),
@@ -391,42 +316,61 @@ mod tests {
 
     #[test]
     fn defaults_match_the_design() {
-        let Mode::Lambda(l) = parse(&["sqsrt", "lambda"]).unwrap().mode else {
+        let cli = parse(&["sqsrt", "lambda"]).unwrap();
+        assert_eq!(cli.common().handler, HandlerName::Log);
+        let Mode::Lambda(l) = &cli.mode else {
             panic!("lambda")
         };
-        assert_eq!(l.common.handler, HandlerName::Log);
-        assert_eq!(l.common.max_in_flight.get(), 32);
-        assert_eq!(l.common.handler_timeout_secs, 20);
-        assert_eq!(
-            (l.common.retry_base_secs, l.common.retry_max_secs),
-            (2, 900)
-        );
         assert_eq!(l.deadline_margin_ms, 500);
         assert!(!l.fail_invocation_when_all_fail);
+        assert_eq!(l.common.settings(), Settings::default());
+        let runner = cli.into_runner();
+        assert_eq!(runner.selected_mode(), runner::Mode::Lambda);
+        assert!(runner.validate().is_ok());
         let Mode::Worker(w) = parse(&["sqsrt", "worker"]).unwrap().mode else {
             panic!("worker")
         };
         assert_eq!(w.shutdown_grace_secs, 25);
+        assert_eq!(w.prefetch, 10);
         assert_eq!(w.metrics_addr, "0.0.0.0:9090".parse().unwrap());
         assert_eq!((w.visibility_timeout_secs, w.heartbeat_secs), (None, None));
     }
 
+    fn problems(args: &[&str]) -> String {
+        let error = match parse(args) {
+            Ok(cli) => cli.into_runner().validate().unwrap_err().to_string(),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains("(set by --"), "{error}");
+        error
+    }
+
     #[test]
     fn bad_values_name_flag_and_variable() {
-        let err = parse(&["sqsrt", "lambda", "--max-in-flight", "0"])
-            .unwrap_err()
-            .to_string();
+        let err = problems(&["sqsrt", "lambda", "--max-in-flight", "0"]);
         assert!(
             err.contains("--max-in-flight") && err.contains("SQSRT_MAX_IN_FLIGHT"),
             "{err}"
         );
-        let err = parse(&["sqsrt", "worker", "--retry-max-secs", "50000"])
-            .unwrap_err()
-            .to_string();
+        let err = problems(&["sqsrt", "lambda", "--max-in-flight", "many"]);
+        assert!(
+            err.contains("must be a whole number (set by --max-in-flight or SQSRT_MAX_IN_FLIGHT)"),
+            "{err}"
+        );
+        let err = problems(&[
+            "sqsrt",
+            "worker",
+            "--queue-url",
+            "q",
+            "--retry-max-secs",
+            "50000",
+        ]);
         assert!(
             err.contains("SQSRT_RETRY_MAX_SECS") && err.contains("43200"),
             "{err}"
         );
+        let err = problems(&["sqsrt", "lambda", "--deadline-margin-ms", "600001"]);
+        assert!(err.contains("SQSRT_DEADLINE_MARGIN_MS"), "{err}");
         let err = parse(&["sqsrt", "lambda", "--handler", "nope"])
             .unwrap_err()
             .to_string();
@@ -438,7 +382,7 @@ mod tests {
 
     #[test]
     fn worker_problems_are_all_named_at_once() {
-        let Mode::Worker(w) = parse(&[
+        let err = problems(&[
             "sqsrt",
             "worker",
             "--visibility-timeout-secs",
@@ -451,23 +395,16 @@ mod tests {
             "100",
             "--retry-max-secs",
             "10",
-        ])
-        .unwrap()
-        .mode
-        else {
-            panic!("worker")
-        };
-        let problems: Vec<String> = w.worker().unwrap_err().into_iter().map(|p| p.0).collect();
-        assert_eq!(problems.len(), 4, "{problems:#?}");
-        let all = problems.join("\n");
+        ]);
         for name in [
             "SQSRT_QUEUE_URL",
             "SQSRT_HEARTBEAT_SECS",
             "SQSRT_SHUTDOWN_GRACE_SECS",
             "SQSRT_RETRY_MAX_SECS",
         ] {
-            assert!(all.contains(name), "{name} missing from {all}");
+            assert!(err.contains(name), "{name} missing from {err}");
         }
+        assert_eq!(err.lines().count(), 5, "a header and four problems: {err}");
     }
 
     #[test]

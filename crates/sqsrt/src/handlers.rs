@@ -13,7 +13,7 @@ const LOGGED_BODY_CHARS: usize = 256;
 
 /// A built-in handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Builtin {
+pub(crate) enum Builtin {
     /// Logs each message and succeeds.
     Log,
     /// Does what the JSON body says; see [`Builtin::Scripted`]'s docs in README.

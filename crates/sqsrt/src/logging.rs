@@ -55,7 +55,6 @@ pub fn init(filter: &str) -> Result<(), String> {
             },
         })
         .try_init();
-    log_panics();
     Ok(())
 }
 
@@ -508,7 +507,7 @@ impl std::fmt::Write for Escaping<'_> {
 
 /// Panics become one JSON log line (the engine catches them per message and
 /// reports a retry); the default hook would print a multi-line text trace.
-fn log_panics() {
+pub(crate) fn log_panics() {
     std::panic::set_hook(Box::new(|info| {
         let payload = sqsrt_core::panic_message(info.payload());
         let location = info.location().map(ToString::to_string).unwrap_or_default();
