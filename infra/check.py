@@ -13,6 +13,9 @@ metric names against a real /metrics scrape). Then it runs each check again
 on a deliberately broken copy and fails if the copy passes.
 
 Usage: python infra/check.py [--metrics-file scrape.txt]
+       python infra/check.py --crate DIR   # a crate made by scripts/new-handler.sh:
+           its deploy/k8s overlay, deploy/template.yaml and deploy/Containerfile*,
+           with the same checks
 """
 
 import argparse
@@ -330,26 +333,49 @@ def exported_metrics(scrape: str) -> set[str]:
     return names
 
 
-def check_all(k8s_dir: Path, sam: Path, container: Path, metric_names, report: dict) -> list[str]:
-    """Every check on the shipped files; `report` collects checkov's and cfn-lint's counts."""
-    problems = yamllint(k8s_dir) + yamllint(sam) + yamllint(ALERT_TESTS)
+def check_sam(sam: Path, report: dict) -> list[str]:
+    """yamllint, cfn-lint, the SAM rules and checkov on a SAM template."""
+    problems = yamllint(sam)
     lint = cfn_lint(sam)
     report["cfn-lint"] = "0 errors, 0 warnings" if not lint else f"{len(lint)} finding(s)"
     problems += [f"sam: {x}" for x in lint]
     problems += [f"sam: {x}" for x in sam_rules(yaml.load(sam.read_text(), Loader=CfnLoader))]
     failed, report["checkov cloudformation"] = checkov(sam, "cloudformation")
     problems += [f"sam: checkov {x}" for x in failed]
+    return problems
+
+
+def check_overlay(overlay: Path, metric_names, report: dict) -> list[str]:
+    """Renders one kustomization and runs every Kubernetes check on it."""
+    docs = render(overlay)
+    problems = [f"{overlay.name}: {x}" for x in kubernetes_validate(docs)]
+    problems += [f"{overlay.name}: {x}" for x in crd_validate(docs)]
+    problems += [f"{overlay.name}: {x}" for x in consistency(docs, metric_names)]
+    problems += [f"{overlay.name}: {x}" for x in promtool(docs)]
+    failed, report[f"checkov kubernetes ({overlay.name})"] = checkov_rendered(docs)
+    problems += [f"{overlay.name}: checkov {x}" for x in failed]
+    return problems
+
+
+def check_crate(crate: Path, report: dict) -> list[str]:
+    """A scaffolded crate's deploy/ files: its overlay (rendered with sqsrt's
+    base), its SAM template and its Containerfiles."""
+    deploy = crate / "deploy"
+    problems = yamllint(deploy / "k8s") + check_sam(deploy / "template.yaml", report)
+    failed, report["checkov dockerfile"] = checkov_containerfiles(deploy)
+    problems += [f"container: checkov {x}" for x in failed]
+    problems += check_overlay(deploy / "k8s", None, report)
+    return problems
+
+
+def check_all(k8s_dir: Path, sam: Path, container: Path, metric_names, report: dict) -> list[str]:
+    """Every check on the shipped files; `report` collects checkov's and cfn-lint's counts."""
+    problems = yamllint(k8s_dir) + yamllint(ALERT_TESTS) + check_sam(sam, report)
     failed, report["checkov dockerfile"] = checkov_containerfiles(container)
     problems += [f"container: checkov {x}" for x in failed]
     problems += [f"dashboard: {x}" for x in dashboard_rules(json.loads(DASHBOARD.read_text()), metric_names)]
     for overlay in [k8s_dir / "base", *sorted((k8s_dir / "overlays").iterdir())]:
-        docs = render(overlay)
-        problems += [f"{overlay.name}: {x}" for x in kubernetes_validate(docs)]
-        problems += [f"{overlay.name}: {x}" for x in crd_validate(docs)]
-        problems += [f"{overlay.name}: {x}" for x in consistency(docs, metric_names)]
-        problems += [f"{overlay.name}: {x}" for x in promtool(docs)]
-        failed, report[f"checkov kubernetes ({overlay.name})"] = checkov_rendered(docs)
-        problems += [f"{overlay.name}: checkov {x}" for x in failed]
+        problems += check_overlay(overlay, metric_names, report)
     return problems
 
 
@@ -459,7 +485,19 @@ def broken_copies_fail(metric_names) -> list[str]:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--metrics-file", help="a real /metrics scrape of the worker")
+    parser.add_argument("--crate", type=Path, help="check a scaffolded crate's deploy/ files instead")
     args = parser.parse_args()
+    if args.crate:
+        report = {}
+        problems = check_crate(args.crate.resolve(), report)
+        for p in problems:
+            print("FAIL", p)
+        for name, result in report.items():
+            text = result if isinstance(result, str) else ", ".join(f"{v} {k}" for k, v in result.items())
+            print(f"| {name} | {text} |")
+        print(f"crate {args.crate}: {len(problems)} problem(s)" if problems else
+              f"crate {args.crate}: overlay, SAM template and Containerfiles pass every check")
+        sys.exit(1 if problems else 0)
     metric_names = exported_metrics(Path(args.metrics_file).read_text()) if args.metrics_file else None
     if metric_names is not None and not metric_names:
         sys.exit("the metrics scrape holds no metric")

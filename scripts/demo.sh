@@ -7,9 +7,11 @@
 #    queue; a mixed batch sent; `sqsrt worker` run until the queue drains; a
 #    summary of what was processed, retried and dead-lettered.
 # Stops everything it started.
-set -euo pipefail
+# Any failing step stops the demo with the step's name and a non-zero status.
+set -eEuo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SQSRT_ROOT"
+trap 'echo "demo FAILED in step: ${stage_name:-setup} (line $LINENO: $BASH_COMMAND)" >&2' ERR
 
 stage "install tools"
 install_cargo_lambda
@@ -38,7 +40,9 @@ SQSRT_HANDLER=scripted "$SQSRT_BIN" >"$logs/sqsrt.log" 2>&1 &
 pids+=($!)
 stage_end
 
-for fixture in standard fifo all-fail empty missing-message-id; do
+# fixture:expected (ok: a batch response; error: the invocation fails as a whole)
+for entry in standard:ok fifo:ok all-fail:ok empty:ok missing-message-id:error; do
+  fixture="${entry%%:*}" expected="${entry##*:}"
   file="tests/fixtures/$fixture.json"
   echo
   echo "### $fixture.json"
@@ -48,9 +52,12 @@ for r in json.load(open(sys.argv[1]))["Records"]:
     group = r["attributes"].get("MessageGroupId")
     print(f"  {r.get('messageId', '<no messageId>'):40} {('group ' + group) if group else '':12} {r['body']}")
 PY
+  stage_name="Lambda: invoke with $fixture.json"
   if out=$(cargo lambda invoke -A 127.0.0.1 -P "$port" --data-file "$file" --output-format json 2>&1); then
+    [ "$expected" = ok ] || { echo "  expected the invocation to fail, got: $out" >&2; exit 1; }
     echo "  response: $(echo "$out" | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))')"
   else
+    [ "$expected" = error ] || { echo "  invocation failed: $out" >&2; exit 1; }
     echo "  invocation failed (as it must for this event):"
     echo "$out" | sed -n '1,4p' | sed 's/^/    /'
   fi
@@ -58,11 +65,16 @@ done
 
 echo
 echo "### one log line per record (sqsrt's JSON logs, last invocation of standard.json)"
-grep '"outcome"' "$logs/sqsrt.log" | head -8 | python3 -c '
+# Read by Python directly: `grep | head` under pipefail dies of SIGPIPE when
+# grep writes after head has exited.
+python3 - "$logs/sqsrt.log" <<'PY'
 import json, sys
-for line in sys.stdin:
-    r = json.loads(line)
-    print("  " + json.dumps({k: r[k] for k in ("message_id", "outcome", "reason", "request_id") if k in r}))'
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{") and '"outcome"' in l]
+if not lines:
+    sys.exit("no outcome lines in sqsrt's log")
+for r in lines[:8]:
+    print("  " + json.dumps({k: r[k] for k in ("message_id", "outcome", "reason", "request_id") if k in r}))
+PY
 
 echo
 echo "=== Worker mode against LocalStack ==="
@@ -85,13 +97,18 @@ stage "run sqsrt worker until the queue drains"
   --metrics-addr 127.0.0.1:0 --retry-base-secs 1 --retry-max-secs 2 >"$logs/worker.log" 2>&1 &
 worker=$!
 pids+=("$worker")
+drained=no
 for _ in $(seq 1 600); do
   read -r visible inflight < <(sqs_admin depth "$queue")
-  [ "$visible" = 0 ] && [ "$inflight" = 0 ] && break
+  if [ "$visible" = 0 ] && [ "$inflight" = 0 ]; then drained=yes; break; fi
   sleep 0.2
 done
+[ "$drained" = yes ] || { echo "the queue did not drain in 120 s (visible $visible, in flight $inflight)" >&2; exit 1; }
 kill -TERM "$worker"
-wait "$worker" && echo "worker drained and exited 0 after SIGTERM"
+status=0
+wait "$worker" || status=$?
+[ "$status" = 0 ] || { echo "the worker exited $status after SIGTERM; its log: $logs/worker.log" >&2; exit 1; }
+echo "worker drained and exited 0 after SIGTERM"
 stage_end
 echo
 echo "### summary (from the worker's log lines)"
@@ -106,4 +123,7 @@ print(f"  retried: {len(retried)} messages, of which {len(recovered)} later succ
 print(f"  dead-lettered by sqsrt (permanent): {outcomes['permanent']}")
 PY
 echo "### the dead-letter queue"
+stage_name="read the dead-letter queue"
 sqs_admin dlq-reasons "$dlq"
+echo
+echo "demo finished: both modes ran"

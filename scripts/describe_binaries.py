@@ -1,5 +1,6 @@
 """Checks and describes the static binaries in DIST: ELF machine, statically
-linked (no program interpreter), size; and the Lambda zip's single entry."""
+linked (no program interpreter), size; and the Lambda zip's single entry.
+Usage: describe_binaries.py DIST [BINARY (default sqsrt)]"""
 
 import struct
 import sys
@@ -23,14 +24,15 @@ def elf_facts(path: Path) -> tuple[int, bool]:
 
 def main():
     dist = Path(sys.argv[1])
+    name = sys.argv[2] if len(sys.argv) > 2 else "sqsrt"
     print("| file | size | |")
     print("|---|---:|---|")
     for arch, machine in MACHINES.items():
-        binary = dist / arch / "sqsrt"
+        binary = dist / arch / name
         got, static = elf_facts(binary)
         if got != machine or not static:
             sys.exit(f"{binary}: machine {got} (want {machine}), static {static}")
-        print(f"| {arch}/sqsrt | {binary.stat().st_size / 1e6:.1f} MB | static {arch} ELF |")
+        print(f"| {arch}/{name} | {binary.stat().st_size / 1e6:.1f} MB | static {arch} ELF |")
     zipped = dist / "aarch64" / "bootstrap.zip"
     entries = zipfile.ZipFile(zipped).infolist()
     if [e.filename for e in entries] != ["bootstrap"]:

@@ -39,19 +39,26 @@ install_cargo_lambda() {
 # rust-toolchain.toml, so nothing is downloaded implicitly.
 DIST="$CARGO_TARGET_DIR/dist"
 
-# build_static ARCH (x86_64 | aarch64): writes $DIST/ARCH/sqsrt, and for
-# aarch64 also the Lambda zip $DIST/aarch64/bootstrap.zip.
+# build_static ARCH [BIN MANIFEST OUT] (ARCH: x86_64 | aarch64): writes
+# OUT/ARCH/BIN and OUT/ARCH/bootstrap.zip (the Lambda zip). Defaults: the
+# sqsrt binary of this checkout, OUT = $DIST. Another crate's binary
+# (a scaffolded handler) builds the same way, into its own OUT.
 build_static() {
-  local arch="$1" triple="$1-unknown-linux-musl" out="$CARGO_TARGET_DIR/lambda-$1"
+  local arch="$1" bin="${2:-sqsrt}" manifest="${3:-$SQSRT_ROOT/Cargo.toml}" out="${4:-$DIST}"
+  local triple="$arch-unknown-linux-musl" lambda_dir="$CARGO_TARGET_DIR/lambda-$arch"
+  local locked=()
+  # sqsrt's own lock is committed and must hold; another crate's may be new.
+  [ "$manifest" = "$SQSRT_ROOT/Cargo.toml" ] && locked=(--locked)
   install_cargo_lambda >/dev/null
   rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
-  mkdir -p "$DIST/$arch"
-  cargo lambda build --release --locked --bin sqsrt --target "$triple" --lambda-dir "$out" --output-format zip
-  cp "$out/sqsrt/bootstrap.zip" "$DIST/$arch/bootstrap.zip"
+  mkdir -p "$out/$arch"
+  cargo lambda build --release "${locked[@]}" --manifest-path "$manifest" --bin "$bin" \
+    --target "$triple" --lambda-dir "$lambda_dir" --output-format zip
+  cp "$lambda_dir/$bin/bootstrap.zip" "$out/$arch/bootstrap.zip"
   python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("bootstrap", sys.argv[2])' \
-    "$DIST/$arch/bootstrap.zip" "$DIST/$arch"
-  mv "$DIST/$arch/bootstrap" "$DIST/$arch/sqsrt"
-  chmod 0755 "$DIST/$arch/sqsrt"
+    "$out/$arch/bootstrap.zip" "$out/$arch"
+  mv "$out/$arch/bootstrap" "$out/$arch/$bin"
+  chmod 0755 "$out/$arch/$bin"
 }
 
 CARGO_FUZZ_VERSION="0.13.2"
@@ -190,14 +197,15 @@ install_infra_tools() {
     cloudcoil-models-keda==2.16.1.0 cloudcoil-models-prometheus-operator==0.80.1.0
 }
 
-# Debian's buildah (the image, without a Docker engine) and prometheus (promtool).
+# Debian's buildah (the image, without a Docker engine), prometheus (promtool)
+# and qemu-user (runs the static aarch64 binaries, the Lambda deploy target).
 install_debian_tools() {
-  if command -v buildah >/dev/null && command -v promtool >/dev/null \
+  if command -v buildah >/dev/null && command -v promtool >/dev/null && command -v qemu-aarch64 >/dev/null \
     && [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then return; fi
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   # fonts-dejavu-core: the text of the autoscaling chart (plotters, ab_glyph).
-  local install=($sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends buildah prometheus fonts-dejavu-core)
+  local install=($sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends buildah prometheus fonts-dejavu-core qemu-user)
   "${install[@]}" >/dev/null || { $sudo apt-get update -q >/dev/null && "${install[@]}" >/dev/null; }
 }
 

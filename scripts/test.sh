@@ -2,8 +2,9 @@
 # Sets up what the tests need and runs them all: format, lints, static
 # binaries and the container image, unit and end-to-end suites (cargo lambda
 # watch/invoke, Runtime API stand-in, LocalStack for the worker), the same
-# end-to-end checks on the image's binary, infra validation and scans,
-# Lambda packaging, bench smoke, fuzzing (30 s per target), docs.
+# end-to-end checks on the image's binary and on the aarch64 binary (under
+# qemu-user), the own-handler scaffold end to end, the demo, infra validation
+# and scans, Lambda packaging, bench smoke, fuzzing (30 s per target), docs.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SQSRT_ROOT"
@@ -49,6 +50,20 @@ SQSRT_BIN="$DIST/sqsrt-in-image" cargo test -p sqsrt-e2e --locked --test lambda 
 SQSRT_BIN="$DIST/sqsrt-in-image" cargo test -p sqsrt-e2e --locked --test worker -- --exact \
   every_outcome_is_settled_as_designed sigterm_under_load_drains_and_loses_nothing
 
+stage "the aarch64 binary (the Lambda deploy architecture) under qemu-user: Lambda fixtures and the worker's outcomes"
+cat >"$DIST/sqsrt-aarch64-qemu" <<SH
+#!/bin/sh
+exec qemu-aarch64 "$DIST/aarch64/sqsrt" "\$@"
+SH
+chmod +x "$DIST/sqsrt-aarch64-qemu"
+SQSRT_BIN="$DIST/sqsrt-aarch64-qemu" cargo test -p sqsrt-e2e --locked --test lambda -- --exact \
+  cargo_lambda_invoke_returns_exact_partial_failures_for_every_fixture
+SQSRT_BIN="$DIST/sqsrt-aarch64-qemu" cargo test -p sqsrt-e2e --locked --test worker -- --exact \
+  every_outcome_is_settled_as_designed
+
+stage "your own handler: scripts/scaffold-check.sh (generate, test, invoke, build, image, worker, infra checks, aarch64)"
+scripts/scaffold-check.sh
+
 stage "infra: kustomize, kubernetes-validate, CRD schemas, promtool, checkov, cfn-lint, yamllint, consistency vs a real /metrics scrape"
 SQSRT_BIN="$DIST/sqsrt-in-image" scrape_worker_metrics "$logs/metrics.txt"
 "$INFRA_VENV/bin/python" infra/check.py --metrics-file "$logs/metrics.txt"
@@ -74,8 +89,11 @@ cargo bench --locked -p sqsrt --bench logging -- --test
 cargo bench --locked -p sqsrt-sqs --bench sdk -- --test
 
 stage "end-to-end bench smoke (scripts/bench.sh --smoke: the harness runs, no timing judged)"
-stop_localstack  # bench.sh starts its own
+stop_localstack  # bench.sh and the demo start their own
 scripts/bench.sh --smoke
+
+stage "the demo: README's first command (./scripts/demo.sh), both modes"
+scripts/demo.sh
 
 stage "fuzzing (scripts/fuzz.sh: each cargo fuzz target for 30 s; a crash fails)"
 scripts/fuzz.sh 30
