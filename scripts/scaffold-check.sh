@@ -119,6 +119,25 @@ PY
 stage "scaffold: the image's binary as a worker against LocalStack"
 worker_scenario image "$crate/dist/$name-in-image"
 
+# init_fails COMMAND...: with a bad STOCK_LIMIT the crate's init fails: exit
+# 1 with the error's chain, before the worker serves anything. (The Lambda
+# run has no Runtime API: its report to the init error route fails with a
+# warning; the route itself is proven in tests/tests/lambda.rs.)
+init_fails() {
+  local out status=0
+  out=$(STOCK_LIMIT=abc AWS_LAMBDA_RUNTIME_API=127.0.0.1:9 AWS_LAMBDA_FUNCTION_NAME="$name" \
+    AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 timeout 20 "$@" 2>&1) || status=$?
+  echo "  $*: exit $status: $(echo "$out" | tail -1)"
+  [ "$status" = 1 ] || { echo "want exit 1; output: $out" >&2; return 1; }
+  echo "$out" | grep -q 'handler init failed: STOCK_LIMIT="abc" is not a number: invalid digit' \
+    || { echo "the init error's chain is missing: $out" >&2; return 1; }
+  if echo "$out" | grep -q '"metrics_addr"'; then echo "served before init: $out" >&2; return 1; fi
+}
+
+stage "scaffold: a failing init stops the start (worker and Lambda mode, exit 1 with the chain)"
+init_fails "$crate/dist/$name-in-image" worker --queue-url "http://127.0.0.1:9/000000000000/q" --metrics-addr 127.0.0.1:0
+init_fails "$crate/dist/$name-in-image" lambda
+
 stage "scaffold: Kustomize overlay, SAM template, Containerfiles (infra/check.py --crate)"
 install_infra_tools
 "$INFRA_VENV/bin/python" infra/check.py --crate "$crate"

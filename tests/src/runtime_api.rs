@@ -57,6 +57,20 @@ pub struct RuntimeApi {
 }
 
 impl RuntimeApi {
+    /// The bodies posted to `/runtime/init/error` so far.
+    ///
+    /// # Panics
+    ///
+    /// Never: the lock is never poisoned.
+    #[must_use]
+    pub fn init_errors(&self) -> Vec<String> {
+        self.shared
+            .init_errors
+            .lock()
+            .expect("lock is never poisoned")
+            .clone()
+    }
+
     /// Starts it on 127.0.0.1 at a free port.
     ///
     /// # Errors

@@ -236,6 +236,32 @@ async fn deadline_returns_a_response_listing_unstarted_and_abandoned_records() -
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_is_reported_to_the_init_error_route_and_exits_non_zero()
+-> anyhow::Result<()> {
+    let api = RuntimeApi::start().await?;
+    let mut function = stand_in_function(&api)?;
+    function
+        .env("SQSRT_MAX_IN_FLIGHT", "0")
+        .env("SQSRT_DEADLINE_MARGIN_MS", "600001");
+    let out = tokio::task::spawn_blocking(move || function.output()).await??;
+    let stderr = String::from_utf8(out.stderr)?;
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let errors = api.init_errors();
+    assert_eq!(errors.len(), 1, "one init error: {errors:?}");
+    let report: Value = serde_json::from_str(&errors[0])?;
+    assert_eq!(report["errorType"], "sqsrt.InvalidConfiguration");
+    let message = report["errorMessage"].as_str().unwrap_or_default();
+    for name in ["SQSRT_MAX_IN_FLIGHT", "SQSRT_DEADLINE_MARGIN_MS"] {
+        assert!(message.contains(name), "{name} missing from {message}");
+        assert!(
+            stderr.contains(name),
+            "{name} missing from stderr: {stderr}"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn help_documents_every_flag_with_its_variable_and_default() -> anyhow::Result<()> {
     let help = |args: &[&str]| -> anyhow::Result<String> {

@@ -29,7 +29,12 @@ pub async fn report_init_error(
     error_type: &str,
     message: &str,
 ) -> Result<(), InitReportError> {
-    let base: Uri = format!("http://{api}")
+    let base = if api.starts_with("http://") || api.starts_with("https://") {
+        api.to_owned()
+    } else {
+        format!("http://{api}")
+    };
+    let base: Uri = base
         .parse()
         .map_err(|_| InitReportError::Endpoint(api.to_owned()))?;
     let client = PooledClient::builder().with_endpoint(base).build();

@@ -476,6 +476,67 @@ mod tests {
         assert!(error.to_string().contains("no messageId"), "{error}");
     }
 
+    #[test]
+    fn envelopes_open_before_the_handler_and_s3_test_events_skip_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        #[derive(serde::Deserialize)]
+        struct Order {
+            qty: u32,
+        }
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        let sns = json_fn(|o: Order, _m: Message, _ctx: Context| async move {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+            anyhow::ensure!(o.qty > 0, "empty");
+            Ok(())
+        })
+        .envelope(crate::Sns);
+        let note = |message: &str| {
+            serde_json::json!({"Type": "Notification", "MessageId": "n", "Message": message})
+                .to_string()
+        };
+        let event = EventBuilder::new()
+            .record("1", &note(r#"{"qty": 1}"#))
+            .record("2", &note(r#"{"qty": "one"}"#))
+            .record("3", r#"{"qty": 1}"#);
+        let result = run_event(sns, event).unwrap();
+        assert_eq!(result.failed_ids(), ["2", "3"]);
+        assert!(
+            result
+                .outcome("2")
+                .reason()
+                .unwrap()
+                .starts_with("SNS Message does not decode at qty")
+        );
+        assert!(
+            result
+                .outcome("3")
+                .reason()
+                .unwrap()
+                .contains("missing field `Type`")
+        );
+        assert_eq!(CALLS.load(Ordering::Relaxed), 1);
+
+        let s3 = json_fn(
+            |_records: serde_json::Value, _m: Message, _ctx: Context| async move {
+                Err::<(), _>(HandlerError::permanent("the handler ran"))
+            },
+        )
+        .envelope(crate::S3);
+        let test_event = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#;
+        let result = run_event(
+            s3,
+            EventBuilder::new()
+                .record("t", test_event)
+                .record("r", r#"{"Records":[]}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            result.failed_ids(),
+            ["r"],
+            "the test event succeeds without the handler"
+        );
+    }
+
     #[tokio::test]
     async fn the_async_form_runs_inside_a_test_runtime() {
         let result = run_event_async(
