@@ -43,7 +43,7 @@ invoke_fixture() {
     (cd "$crate" && exec cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port") >"$log.watch" 2>&1 &
     pids+=($!)
     wait_port "$port"
-    AWS_LAMBDA_RUNTIME_API="127.0.0.1:$port/.rt" AWS_LAMBDA_FUNCTION_NAME="$name" \
+    AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" AWS_LAMBDA_FUNCTION_NAME="$name" \
       AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 \
       AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x \
       AWS_ENDPOINT_URL=http://127.0.0.1:9 AWS_MAX_ATTEMPTS=1 "$@" >"$log" 2>&1 &

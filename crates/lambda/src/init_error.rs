@@ -17,6 +17,22 @@ pub enum InitReportError {
     Send(String),
 }
 
+/// Why `AWS_LAMBDA_RUNTIME_API` cannot be used, if it cannot: the runtime
+/// client takes `host:port` or a URL (`http://host:port/prefix`), and would
+/// panic at start on anything else.
+#[must_use]
+pub fn runtime_api_problem(value: &str) -> Option<String> {
+    match Uri::try_from(value) {
+        Ok(uri) if uri.authority().is_some() => None,
+        Ok(_) => Some(format!(
+            "AWS_LAMBDA_RUNTIME_API={value:?} names no host:port"
+        )),
+        Err(e) => Some(format!(
+            "AWS_LAMBDA_RUNTIME_API={value:?} is not host:port or a URL such as http://host:port/prefix: {e}"
+        )),
+    }
+}
+
 /// Posts `error_type` and `message` to `/runtime/init/error` of the Runtime
 /// API at `api` (the value of `AWS_LAMBDA_RUNTIME_API`). Lambda ends the
 /// environment after it; the caller should exit non-zero.
@@ -61,5 +77,25 @@ pub async fn report_init_error(
             "status {}",
             response.status()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_api_values_the_client_takes() {
+        for good in [
+            "127.0.0.1:9001",
+            "http://127.0.0.1:9001/.rt",
+            "localhost:9001",
+        ] {
+            assert_eq!(runtime_api_problem(good), None, "{good}");
+        }
+        for bad in ["127.0.0.1:9001/.rt", "", "/just/a/path"] {
+            let problem = runtime_api_problem(bad).expect(bad);
+            assert!(problem.starts_with("AWS_LAMBDA_RUNTIME_API="), "{problem}");
+        }
     }
 }

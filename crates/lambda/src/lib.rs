@@ -30,4 +30,4 @@ pub mod settle;
 pub use adapter::{IntoRecords, InvocationError, LambdaConfig, RecordResult, SqsLambda};
 pub use decode::SqsRecords;
 pub use event::{EventError, RecordMeta};
-pub use init_error::{InitReportError, report_init_error};
+pub use init_error::{InitReportError, report_init_error, runtime_api_problem};

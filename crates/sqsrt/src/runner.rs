@@ -634,6 +634,9 @@ fn lambda_environment_problems(var: impl Fn(&str) -> Option<String>) -> Vec<Conf
             Some(v) if name == "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" && v.trim().parse::<i32>().is_err() => {
                 problems.push(ConfigProblem(format!("{name}={v:?} is not a whole number of megabytes")));
             }
+            Some(v) if name == "AWS_LAMBDA_RUNTIME_API" => {
+                problems.extend(sqsrt_lambda::runtime_api_problem(&v).map(ConfigProblem));
+            }
             Some(_) => {}
         }
     }
@@ -658,14 +661,19 @@ mod tests {
         };
         assert!(lambda_environment_problems(all).is_empty());
         let problems = lambda_environment_problems(|name: &str| match name {
-            "AWS_LAMBDA_RUNTIME_API" => Some("127.0.0.1:9001".to_owned()),
+            "AWS_LAMBDA_RUNTIME_API" => Some("127.0.0.1:9001/no-scheme".to_owned()),
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" => Some("lots".to_owned()),
             _ => None,
         });
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        assert_eq!(text.len(), 3, "{text:?}");
-        assert!(text[0].starts_with("AWS_LAMBDA_FUNCTION_NAME is not set"));
-        assert!(text[2].contains("\"lots\" is not a whole number"));
+        assert_eq!(text.len(), 4, "{text:?}");
+        assert!(
+            text[0].starts_with(
+                "AWS_LAMBDA_RUNTIME_API=\"127.0.0.1:9001/no-scheme\" is not host:port"
+            )
+        );
+        assert!(text[1].starts_with("AWS_LAMBDA_FUNCTION_NAME is not set"));
+        assert!(text[3].contains("\"lots\" is not a whole number"));
     }
 
     #[test]
