@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqsrt_core::RetryPolicy;
 
-/// Worker-mode settings (see DESIGN.md "Configuration names").
+/// Worker-mode settings (docs/design.md, "Configuration"; validated by the `sqsrt` crate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerConfig {
     /// The source queue.

@@ -22,7 +22,7 @@ use crate::decode::SqsRecords;
 use crate::event::{EventError, RecordMeta, into_messages, time_left};
 use crate::settle::{Settled, Settler};
 
-/// Lambda-mode settings (see DESIGN.md "Configuration names").
+/// Lambda-mode settings (docs/design.md, "Configuration").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LambdaConfig {
     deadline_margin: Duration,

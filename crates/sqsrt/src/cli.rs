@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::handlers::Builtin;
 use crate::runner::{self, Runner};
 use crate::settings::Settings;
 
@@ -36,17 +37,6 @@ pub(crate) enum Mode {
     Worker(WorkerArgs),
 }
 
-/// The built-in handlers of the `sqsrt` binary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum HandlerName {
-    /// Log each message (body truncated) and succeed.
-    Log,
-    /// Act as the JSON body says: {"action": "ok" | "fail" | "reject" | "panic" | "sleep", ...}.
-    Scripted,
-    /// Succeed at once without reading the message: sqsrt's own cost, for benchmarks.
-    Noop,
-}
-
 /// Flags of both modes.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct CommonArgs {
@@ -54,7 +44,7 @@ pub(crate) struct CommonArgs {
     /// body says; see README) or `noop` (succeed at once). Ignored by programs that bring their own handler.
     #[arg(long, env = "SQSRT_HANDLER", default_value = "log",
           value_parser = handler_name("--handler", "SQSRT_HANDLER"))]
-    pub(crate) handler: HandlerName,
+    pub(crate) handler: Builtin,
 
     /// Dead-letter queue URL for permanent failures (none: listed / left to the queue's redrive policy).
     #[arg(long, env = "SQSRT_DLQ_URL", value_parser = non_empty("--dlq-url", "SQSRT_DLQ_URL"))]
@@ -152,9 +142,9 @@ pub(crate) struct WorkerArgs {
 fn handler_name(
     flag: &'static str,
     var: &'static str,
-) -> impl Fn(&str) -> Result<HandlerName, String> + Clone {
+) -> impl Fn(&str) -> Result<Builtin, String> + Clone {
     move |s| {
-        HandlerName::from_str(s.trim(), true).map_err(|_| {
+        Builtin::from_str(s.trim(), true).map_err(|_| {
             format!(
                 "unknown handler; expected one of: log, scripted, noop {}",
                 names(flag, var)
@@ -317,7 +307,7 @@ mod tests {
     #[test]
     fn defaults_match_the_design() {
         let cli = parse(&["sqsrt", "lambda"]).unwrap();
-        assert_eq!(cli.common().handler, HandlerName::Log);
+        assert_eq!(cli.common().handler, Builtin::Log);
         let Mode::Lambda(l) = &cli.mode else {
             panic!("lambda")
         };

@@ -6,31 +6,18 @@ use serde::Deserialize;
 use sqsrt_core::{Context, Handler, HandlerError, MAX_VISIBILITY, Message, decode_json};
 use tracing::info;
 
-use crate::cli::HandlerName;
-
 /// Bodies longer than this are cut in the `log` handler's record.
 const LOGGED_BODY_CHARS: usize = 256;
 
-/// A built-in handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A built-in handler, named by `--handler` (the variants' doc comments are its help).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Builtin {
-    /// Logs each message and succeeds.
+    /// Log each message (body truncated) and succeed.
     Log,
-    /// Does what the JSON body says; see [`Builtin::Scripted`]'s docs in README.
+    /// Act as the JSON body says: {"action": "ok" | "fail" | "reject" | "panic" | "sleep", ...}.
     Scripted,
-    /// Succeeds at once without reading the message: what is left is
-    /// sqsrt's own cost (decode, engine, settle, log line), for benchmarks.
+    /// Succeed at once without reading the message: sqsrt's own cost, for benchmarks.
     Noop,
-}
-
-impl From<HandlerName> for Builtin {
-    fn from(name: HandlerName) -> Self {
-        match name {
-            HandlerName::Log => Self::Log,
-            HandlerName::Scripted => Self::Scripted,
-            HandlerName::Noop => Self::Noop,
-        }
-    }
 }
 
 impl Handler for Builtin {

@@ -53,7 +53,7 @@
 //! [`Runner`], where every setting can be given in code.
 //!
 //! Layout: [`Runner`] (settings, init, modes), [`logging`] (JSON lines),
-//! [`testing`] (the test kit, feature `testing`); the engine lives in
+//! `testing` (the test kit, cargo feature `testing`); the engine lives in
 //! `sqsrt-core`, the platforms in `sqsrt-lambda` and `sqsrt-k8s-worker`.
 //!
 //! Allocator: a library cannot choose the global allocator. The `sqsrt`
@@ -82,6 +82,8 @@ pub use sqsrt_core::{
     StateFn, decode_json, handler_fn, json_fn, state_fn,
 };
 pub use sqsrt_sqs::config_loader;
+/// The shutdown token [`Runner::shutdown`] takes and [`Context::cancellation`] gives.
+pub use tokio_util::sync::CancellationToken;
 /// The AWS SDK crates sqsrt is built on, for [`Runner::sdk_config`] and
 /// [`Runner::sqs_client`] at the same versions.
 pub use {aws_config, aws_sdk_sqs};
@@ -163,6 +165,6 @@ where
 #[doc(hidden)]
 pub fn builtin_main() -> ExitCode {
     let cli = cli::parse_args();
-    let handler = handlers::Builtin::from(cli.common().handler);
+    let handler = cli.common().handler;
     cli.into_runner().main(handler)
 }

@@ -107,7 +107,7 @@ enum Sqs {
 /// use sqsrt::prelude::*;
 ///
 /// # async fn run() -> Result<(), sqsrt::Error> {
-/// let shutdown = tokio_util::sync::CancellationToken::new();
+/// let shutdown = sqsrt::CancellationToken::new();
 /// sqsrt::Runner::new()
 ///     .worker()
 ///     .queue_url("https://sqs.eu-west-1.amazonaws.com/123456789012/orders")
