@@ -61,8 +61,14 @@ SQSRT_BIN="$DIST/sqsrt-aarch64-qemu" cargo test -p sqsrt-e2e --locked --test lam
 SQSRT_BIN="$DIST/sqsrt-aarch64-qemu" cargo test -p sqsrt-e2e --locked --test worker -- --exact \
   every_outcome_is_settled_as_designed
 
-stage "your own handler: scripts/scaffold-check.sh (generate, test, invoke, build, image, worker, infra checks, aarch64)"
-scripts/scaffold-check.sh
+# Budget: ~4 min warm, most of it the two fat-LTO release builds of the new
+# crate (its dependencies are shared with sqsrt's in the target dir); 20 min
+# covers a cold machine, and a hung step fails the stage instead of CI.
+scaffold_budget=1200
+stage "your own handler: scripts/scaffold-check.sh (generate, test, invoke, build, image, worker, infra checks, aarch64; budget ${scaffold_budget}s)"
+scaffold_start=$(date +%s)
+timeout "$scaffold_budget" scripts/scaffold-check.sh
+echo "scaffold check: $(( $(date +%s) - scaffold_start ))s of its ${scaffold_budget}s budget"
 
 stage "infra: kustomize, kubernetes-validate, CRD schemas, promtool, checkov, cfn-lint, yamllint, consistency vs a real /metrics scrape"
 SQSRT_BIN="$DIST/sqsrt-in-image" scrape_worker_metrics "$logs/metrics.txt"
