@@ -23,7 +23,9 @@ pub enum SqsErrorKind {
 }
 
 /// A failed SQS call: the operation, the error code when SQS answered, and
-/// the full message.
+/// a readable message: the service's own message, or the chain of causes of
+/// a call that got no answer. (The SDK's full error, which ends in the raw
+/// response's debug dump, is logged at debug level when the error is made.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("SQS {operation} failed{}: {message}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
 pub struct SqsError {
@@ -33,7 +35,7 @@ pub struct SqsError {
     pub kind: SqsErrorKind,
     /// SQS's error code, when it answered.
     pub code: Option<String>,
-    /// The message, with the whole source chain.
+    /// The service's message, or the causes of a failed call, one line.
     pub message: String,
 }
 
@@ -68,10 +70,14 @@ impl SqsError {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: fmt::Debug,
     {
-        let message = DisplayErrorContext(error).to_string();
+        tracing::debug!(operation, error = %DisplayErrorContext(error), "SQS call failed (the SDK's full error).");
         match error {
             SdkError::ServiceError(service) => {
                 let code = service.err().code().map(str::to_owned);
+                let message = service
+                    .err()
+                    .message()
+                    .map_or_else(|| "no message in the answer".to_owned(), str::to_owned);
                 let kind = code
                     .as_deref()
                     .map_or(SqsErrorKind::Service, Self::kind_of_code);
@@ -86,15 +92,57 @@ impl SqsError {
                 operation,
                 kind: SqsErrorKind::Transport,
                 code: None,
-                message,
+                message: causes(error),
             },
         }
     }
 }
 
+/// The error's causes, outermost first, one line: repeated texts once, each
+/// cut at 200 characters (a cause that embeds a debug dump stays short).
+fn causes(error: &dyn std::error::Error) -> String {
+    const MAX_CAUSE: usize = 200;
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let mut text = e.to_string().replace('\n', " ");
+        if text.len() > MAX_CAUSE {
+            let mut end = MAX_CAUSE;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push_str("...");
+        }
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_without_answer_reads_as_its_causes_in_one_line() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error trying to connect")]
+        struct Connect(#[source] std::io::Error);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let error: SdkError<aws_sdk_sqs::operation::receive_message::ReceiveMessageError, ()> =
+            SdkError::timeout_error(Connect(io));
+        let e = SqsError::from_sdk("ReceiveMessage", &error);
+        assert_eq!(e.kind, SqsErrorKind::Transport);
+        assert_eq!(
+            e.to_string(),
+            "SQS ReceiveMessage failed: request has timed out: error trying to connect: Connection refused"
+        );
+        let long = std::io::Error::other("x".repeat(1_000));
+        assert!(causes(&long).len() < 210, "cut");
+    }
 
     #[test]
     fn codes_of_both_protocols_are_classed() {
