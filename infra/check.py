@@ -373,6 +373,9 @@ def check_all(k8s_dir: Path, sam: Path, container: Path, metric_names, report: d
     problems = yamllint(k8s_dir) + yamllint(ALERT_TESTS) + check_sam(sam, report)
     failed, report["checkov dockerfile"] = checkov_containerfiles(container)
     problems += [f"container: checkov {x}" for x in failed]
+    # The scan users run first: every framework over the files as written.
+    failed, report["checkov -d infra (default scan)"] = checkov(ROOT / "infra", "all")
+    problems += [f"infra: checkov {x}" for x in failed]
     problems += [f"dashboard: {x}" for x in dashboard_rules(json.loads(DASHBOARD.read_text()), metric_names)]
     for overlay in [k8s_dir / "base", *sorted((k8s_dir / "overlays").iterdir())]:
         problems += check_overlay(overlay, metric_names, report)
