@@ -16,6 +16,9 @@ use crate::{localstack, sqsrt_bin};
 pub struct WorkerProc {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Reads stdout until EOF; joined once the process has exited, so every
+    /// line it wrote is in `lines`.
+    reader: Option<std::thread::JoinHandle<()>>,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub metrics_addr: SocketAddr,
 }
@@ -79,14 +82,14 @@ impl WorkerProc {
             .context("cannot start sqsrt worker")?;
         let stdout = child.stdout.take().context("stdout is piped")?;
         let lines = Arc::new(Mutex::new(Vec::new()));
-        {
+        let reader = {
             let lines = Arc::clone(&lines);
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                     lines.lock().expect("lock is never poisoned").push(line);
                 }
-            });
-        }
+            })
+        };
         let start = Instant::now();
         let metrics_addr = loop {
             let found = lines
@@ -117,6 +120,7 @@ impl WorkerProc {
         Ok(Self {
             child,
             lines,
+            reader: Some(reader),
             metrics_addr,
         })
     }
@@ -201,8 +205,13 @@ impl WorkerProc {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait()? {
-                // Let the reader thread take the last lines.
-                std::thread::sleep(Duration::from_millis(100));
+                // The process is gone, so its stdout reaches EOF: the reader
+                // ends after taking the last lines.
+                if let Some(reader) = self.reader.take() {
+                    reader
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("the log reader panicked"))?;
+                }
                 return Ok((status, start.elapsed()));
             }
             if start.elapsed() > timeout {
