@@ -41,12 +41,6 @@ pub mod message;
 pub mod outcome;
 pub mod retry;
 
-/// The name of a span whose log lines sqsrt's JSON logger writes together,
-/// in one `write`, when the span is exited on the thread that entered it. The
-/// Lambda adapter logs an invocation's outcome lines inside one, just
-/// before its response is sent: 10,000 writes became one.
-pub const LOG_BATCH_SPAN: &str = "sqsrt.log_batch";
-
 pub use engine::{BatchOptions, Engine, EngineConfig, Report, panic_message};
 pub use envelope::{Envelope, EventBridge, Plain, S3, Sns, decode_json_in};
 pub use handler::{

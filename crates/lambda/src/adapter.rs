@@ -477,12 +477,12 @@ fn two_threads(count: usize) -> bool {
 }
 
 /// One log record per message, with its final outcome, in a log batch
-/// (`sqsrt_core::LOG_BATCH_SPAN`: one write). With `split`, the second half's
+/// (`crate::OUTCOME_LINES_SPAN`: one write). With `split`, the second half's
 /// lines are built on a second thread, in the caller's span, and written
 /// with a write of their own.
 fn log_outcomes(ids: &[&str], settled: &[Settled], split: bool) {
     let batch = |ids: &[&str], settled: &[Settled]| {
-        tracing::info_span!(sqsrt_core::LOG_BATCH_SPAN).in_scope(|| log_lines(ids, settled));
+        tracing::info_span!(crate::OUTCOME_LINES_SPAN).in_scope(|| log_lines(ids, settled));
     };
     if !split {
         batch(ids, settled);

@@ -27,6 +27,12 @@ pub mod event;
 mod init_error;
 pub mod settle;
 
+/// The name of the span an invocation's outcome lines are logged in, just
+/// before its response is sent. A logging layer may hold the lines of such a
+/// span and write them together when it closes (sqsrt's JSON layer does:
+/// 10,000 writes become one); any other subscriber sees ordinary events.
+pub const OUTCOME_LINES_SPAN: &str = "sqsrt.outcome_lines";
+
 pub use adapter::{IntoRecords, InvocationError, LambdaConfig, RecordResult, SqsLambda};
 pub use decode::SqsRecords;
 pub use event::{EventError, RecordMeta};

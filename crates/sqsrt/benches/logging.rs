@@ -1,7 +1,7 @@
 //! The cost of the log line every message yields: 10,000 Lambda outcome
 //! lines (`message_id`, `outcome`, the invocation span's `request_id`)
 //! through sqsrt's JSON layer, batched as the Lambda adapter does
-//! (`sqsrt_core::LOG_BATCH_SPAN`) and one write per line as the worker does.
+//! (`sqsrt_lambda::OUTCOME_LINES_SPAN`) and one write per line as the worker does.
 //! The lines go to a byte counter, so the figure is the formatting cost
 //! without the write syscalls. The allocator is the binary's.
 
@@ -57,7 +57,8 @@ fn logging(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("lambda-batched", n), &ids, |b, ids| {
             b.iter(|| {
                 invocation.in_scope(|| {
-                    tracing::info_span!(sqsrt_core::LOG_BATCH_SPAN).in_scope(|| outcome_lines(ids));
+                    tracing::info_span!(sqsrt_lambda::OUTCOME_LINES_SPAN)
+                        .in_scope(|| outcome_lines(ids));
                 });
             });
         });

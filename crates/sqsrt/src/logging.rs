@@ -59,7 +59,7 @@ pub fn init(filter: &str) -> Result<(), String> {
 }
 
 /// sqsrt's JSON-lines layer writing each finished line (or, inside a
-/// [`sqsrt_core::LOG_BATCH_SPAN`], each batch of lines) with `write`: what
+/// [`sqsrt_lambda::OUTCOME_LINES_SPAN`], each batch of lines) with `write`: what
 /// [`init`] installs with stdout, for programs that build their own
 /// subscriber and for the logging bench (`cargo bench -p sqsrt --bench logging`).
 pub fn json_layer<S>(write: impl Fn(&[u8]) + Send + Sync + 'static) -> impl Layer<S>
@@ -250,7 +250,7 @@ fn push_span_fields(out: &mut String, fields: &SpanFields, metadata: &tracing::M
 }
 
 /// The log batch of this thread: lines of events inside entered
-/// [`sqsrt_core::LOG_BATCH_SPAN`] spans, written when the outermost is exited.
+/// [`sqsrt_lambda::OUTCOME_LINES_SPAN`] spans, written when the outermost is exited.
 #[derive(Default)]
 struct LogBatch {
     depth: usize,
@@ -288,7 +288,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     ctx.metadata(id)
-        .is_some_and(|m| m.name() == sqsrt_core::LOG_BATCH_SPAN)
+        .is_some_and(|m| m.name() == sqsrt_lambda::OUTCOME_LINES_SPAN)
 }
 
 /// Appends `now` in UTC as RFC 3339 with microseconds
@@ -669,11 +669,11 @@ mod tests {
         });
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!("before");
-            tracing::info_span!(sqsrt_core::LOG_BATCH_SPAN).in_scope(|| {
+            tracing::info_span!(sqsrt_lambda::OUTCOME_LINES_SPAN).in_scope(|| {
                 for i in 0..3 {
                     tracing::info!(i, "inside");
                 }
-                tracing::info_span!(sqsrt_core::LOG_BATCH_SPAN)
+                tracing::info_span!(sqsrt_lambda::OUTCOME_LINES_SPAN)
                     .in_scope(|| tracing::info!("nested"));
             });
             tracing::info!("after");
@@ -707,7 +707,7 @@ mod tests {
                 later = tracing::field::Empty
             );
             let _entered = invocation.enter();
-            tracing::info_span!(sqsrt_core::LOG_BATCH_SPAN).in_scope(|| {
+            tracing::info_span!(sqsrt_lambda::OUTCOME_LINES_SPAN).in_scope(|| {
                 tracing::info!(message_id = "m-1", "own id");
                 tracing::info!("span id");
                 invocation.record("later", "set");
