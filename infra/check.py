@@ -12,7 +12,11 @@ KEDA queueLength vs --max-in-flight, trigger wiring, pod security, probes,
 metric names against a real /metrics scrape). Then it runs each check again
 on a deliberately broken copy and fails if the copy passes.
 
-Usage: python infra/check.py [--metrics-file scrape.txt]
+The defaults the rules fall back on (shutdown grace, handler timeout,
+max in flight) are read from the binary itself (`sqsrt defaults`, JSON),
+never copied here.
+
+Usage: python infra/check.py [--metrics-file scrape.txt] [--binary PATH]
        python infra/check.py --crate DIR   # a crate made by scripts/new-handler.sh:
            its deploy/k8s overlay, deploy/template.yaml and deploy/Containerfile*,
            with the same checks
@@ -22,6 +26,7 @@ import argparse
 import copy
 import importlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -49,6 +54,20 @@ CRD_MODELS = {
 # are the keys KEDA's scaler reads (a typo would be silently ignored).
 SQS_TRIGGER_KEYS = {"queueURL", "queueURLFromEnv", "queueLength", "activationQueueLength", "awsRegion",
                     "awsEndpoint", "identityOwner", "scaleOnInFlight", "scaleOnDelayed", "awsRoleArn"}
+# Worker settings' defaults by variable, read from the binary (`sqsrt defaults`).
+DEFAULTS: dict[str, str] = {}
+
+
+def load_defaults(binary: str) -> None:
+    out = subprocess.run([binary, "defaults"], check=True, capture_output=True, text=True)
+    for flag in json.loads(out.stdout)["worker"].values():
+        if flag["env"] and flag["default"] is not None:
+            DEFAULTS[flag["env"]] = flag["default"]
+    for name in ("SQSRT_SHUTDOWN_GRACE_SECS", "SQSRT_HANDLER_TIMEOUT_SECS", "SQSRT_MAX_IN_FLIGHT"):
+        if name not in DEFAULTS:
+            sys.exit(f"`{binary} defaults` gave no default for {name}")
+
+
 # Metrics the alerts and dashboard may use that other exporters provide.
 EXTERNAL_METRICS = {"kube_pod_status_ready", "kube_pod_info", "kube_deployment_status_replicas",
                     "keda_scaler_metrics_value"}
@@ -231,9 +250,9 @@ def consistency(docs: list[dict], metric_names: set[str] | None) -> list[str]:
     pod = dep["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     env = env_of(c)
-    grace = int(env.get("SQSRT_SHUTDOWN_GRACE_SECS", 25))
-    timeout = int(env.get("SQSRT_HANDLER_TIMEOUT_SECS", 20))
-    max_in_flight = int(env.get("SQSRT_MAX_IN_FLIGHT", 32))
+    grace = int(env.get("SQSRT_SHUTDOWN_GRACE_SECS", DEFAULTS["SQSRT_SHUTDOWN_GRACE_SECS"]))
+    timeout = int(env.get("SQSRT_HANDLER_TIMEOUT_SECS", DEFAULTS["SQSRT_HANDLER_TIMEOUT_SECS"]))
+    max_in_flight = int(env.get("SQSRT_MAX_IN_FLIGHT", DEFAULTS["SQSRT_MAX_IN_FLIGHT"]))
     if pod.get("terminationGracePeriodSeconds", 30) < grace + 5:
         p.append(f"terminationGracePeriodSeconds {pod.get('terminationGracePeriodSeconds', 30)} < shutdown grace {grace} + 5")
     if grace < timeout:
@@ -489,7 +508,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--metrics-file", help="a real /metrics scrape of the worker")
     parser.add_argument("--crate", type=Path, help="check a scaffolded crate's deploy/ files instead")
+    parser.add_argument("--binary", default=None,
+                        help="the sqsrt binary (or a crate's) whose `defaults` the rules use "
+                             "(default: $SQSRT_BIN, else $CARGO_TARGET_DIR/dist/<arch>/sqsrt)")
     args = parser.parse_args()
+    binary = args.binary or os.environ.get("SQSRT_BIN") or str(
+        Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/sqsrt/target")) / "dist" / os.uname().machine / "sqsrt")
+    load_defaults(binary)
     if args.crate:
         report = {}
         problems = check_crate(args.crate.resolve(), report)

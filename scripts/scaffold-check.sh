@@ -140,7 +140,7 @@ init_fails "$crate/dist/$name-in-image" lambda
 
 stage "scaffold: Kustomize overlay, SAM template, Containerfiles (infra/check.py --crate)"
 install_infra_tools
-"$INFRA_VENV/bin/python" infra/check.py --crate "$crate"
+"$INFRA_VENV/bin/python" infra/check.py --crate "$crate" --binary "$crate/dist/$name-in-image"
 
 stage "scaffold: the aarch64 binary under qemu-user (fixture via the Runtime API, worker scenario)"
 install_debian_tools

@@ -72,7 +72,7 @@ echo "scaffold check: $(( $(date +%s) - scaffold_start ))s of its ${scaffold_bud
 
 stage "infra: kustomize, kubernetes-validate, CRD schemas, promtool, checkov, cfn-lint, yamllint, consistency vs a real /metrics scrape"
 SQSRT_BIN="$DIST/sqsrt-in-image" scrape_worker_metrics "$logs/metrics.txt"
-"$INFRA_VENV/bin/python" infra/check.py --metrics-file "$logs/metrics.txt"
+"$INFRA_VENV/bin/python" infra/check.py --metrics-file "$logs/metrics.txt" --binary "$DIST/sqsrt-in-image"
 
 stage "Lambda packaging: the aarch64 zip, cargo lambda deploy --dry"
 cargo lambda deploy sqsrt --dry --output-format json \

@@ -35,6 +35,8 @@ pub(crate) enum Mode {
     Lambda(LambdaArgs),
     /// Long-poll SQS (the container KEDA scales on Kubernetes).
     Worker(WorkerArgs),
+    /// Print every setting of both modes as JSON (flag, variable, default) and exit.
+    Defaults,
 }
 
 /// Flags of both modes.
@@ -201,6 +203,14 @@ fn socket_addr(
 }
 
 impl CommonArgs {
+    /// The defaults, as if no flag and no variable were given.
+    fn default_values() -> Self {
+        let Mode::Worker(args) = Cli::parse_from(["sqsrt", "worker"]).mode else {
+            unreachable!("parsed as the worker subcommand")
+        };
+        args.common
+    }
+
     fn settings(&self) -> Settings {
         Settings {
             handler_timeout: Duration::from_secs(self.handler_timeout_secs),
@@ -218,16 +228,18 @@ impl CommonArgs {
 impl Cli {
     /// The flags of either mode.
     #[must_use]
-    pub(crate) fn common(&self) -> &CommonArgs {
+    pub(crate) fn common(&self) -> CommonArgs {
         match &self.mode {
-            Mode::Lambda(args) => &args.common,
-            Mode::Worker(args) => &args.common,
+            Mode::Lambda(args) => args.common.clone(),
+            Mode::Worker(args) => args.common.clone(),
+            Mode::Defaults => CommonArgs::default_values(),
         }
     }
 
     /// A [`Runner`] with these settings, in this mode.
     pub(crate) fn into_runner(self) -> Runner {
         match self.mode {
+            Mode::Defaults => Runner::new(),
             Mode::Lambda(args) => {
                 let settings = Settings {
                     deadline_margin: Duration::from_millis(args.deadline_margin_ms as u64),
@@ -259,7 +271,43 @@ impl Cli {
 pub(crate) fn parse_args() -> Cli {
     let lambda = runner::Mode::from_env() == runner::Mode::Lambda;
     let args = with_mode(std::env::args().collect(), lambda);
-    Cli::try_parse_from(args).unwrap_or_else(|e| e.exit())
+    let cli = Cli::try_parse_from(args).unwrap_or_else(|e| e.exit());
+    if matches!(cli.mode, Mode::Defaults) {
+        println!("{}", defaults_json());
+        std::process::exit(0);
+    }
+    cli
+}
+
+/// Every flag of each mode with its variable and default, as JSON, read from
+/// the flag definitions themselves: `{"worker": {"--max-in-flight": {"env":
+/// "SQSRT_MAX_IN_FLIGHT", "default": "32"}, ...}, "lambda": {...}}`. Tools
+/// that check deployment files against the defaults (`infra/check.py`) read
+/// this instead of copying them.
+pub(crate) fn defaults_json() -> String {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let mut modes = serde_json::Map::new();
+    for mode in command
+        .get_subcommands()
+        .filter(|c| c.get_name() != "defaults")
+    {
+        let mut flags = serde_json::Map::new();
+        for arg in mode.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            let default = arg
+                .get_default_values()
+                .first()
+                .map(|d| d.to_string_lossy().into_owned());
+            flags.insert(
+                format!("--{long}"),
+                serde_json::json!({ "env": env, "default": default }),
+            );
+        }
+        modes.insert(mode.get_name().to_owned(), serde_json::Value::Object(flags));
+    }
+    serde_json::Value::Object(modes).to_string()
 }
 
 /// The arguments to parse: when no mode is named, the one picked from the
@@ -270,7 +318,7 @@ pub(crate) fn with_mode(args: Vec<String>, lambda_runtime_api_set: bool) -> Vec<
     let named = args.get(1).is_some_and(|a| {
         matches!(
             a.as_str(),
-            "lambda" | "worker" | "help" | "--help" | "-h" | "--version" | "-V"
+            "lambda" | "worker" | "defaults" | "help" | "--help" | "-h" | "--version" | "-V"
         )
     });
     if named {
@@ -395,6 +443,19 @@ mod tests {
             assert!(err.contains(name), "{name} missing from {err}");
         }
         assert_eq!(err.lines().count(), 5, "a header and four problems: {err}");
+    }
+
+    #[test]
+    fn defaults_are_printed_from_the_flag_definitions() {
+        let all: serde_json::Value = serde_json::from_str(&defaults_json()).unwrap();
+        let worker = &all["worker"];
+        assert_eq!(worker["--max-in-flight"]["env"], "SQSRT_MAX_IN_FLIGHT");
+        assert_eq!(worker["--max-in-flight"]["default"], "32");
+        assert_eq!(worker["--shutdown-grace-secs"]["default"], "25");
+        assert_eq!(worker["--handler-timeout-secs"]["default"], "20");
+        assert_eq!(worker["--queue-url"]["default"], serde_json::Value::Null);
+        assert_eq!(all["lambda"]["--deadline-margin-ms"]["default"], "500");
+        assert!(all["lambda"].get("--queue-url").is_none());
     }
 
     #[test]
