@@ -412,6 +412,17 @@ async fn every_record_gets_exactly_one_outcome_line_carrying_the_request_id() ->
         kinds,
         BTreeMap::from([("permanent", 2), ("retry", 2), ("success", 4)])
     );
+    // The same fields as the worker's line (a panicked handler has no
+    // duration: the engine times only handlers that returned).
+    for line in &outcomes {
+        assert!(
+            line["receive_count"].as_u64().is_some_and(|c| c >= 1),
+            "{line}"
+        );
+        if line["outcome"] == "success" {
+            assert!(line["duration_ms"].as_u64().is_some(), "{line}");
+        }
+    }
     Ok(())
 }
 

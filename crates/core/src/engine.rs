@@ -183,6 +183,32 @@ impl<H: Handler> Engine<H> {
             .collect()
     }
 
+    /// Like [`Engine::run_batch`], also giving how long each handler ran
+    /// (`None`: it never started), in batch order.
+    ///
+    /// # Panics
+    ///
+    /// Never, as [`Engine::run_batch`].
+    pub async fn run_batch_timed(
+        &self,
+        messages: Vec<Message>,
+        options: &BatchOptions,
+    ) -> (Vec<Outcome>, Vec<Option<Duration>>) {
+        let count = messages.len();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; count];
+        let mut elapsed = vec![None; count];
+        self.run_batch_with(messages, options, |report| {
+            outcomes[report.index] = Some(report.outcome);
+            elapsed[report.index] = report.elapsed;
+        })
+        .await;
+        let outcomes = outcomes
+            .into_iter()
+            .map(|o| o.expect("run_batch_with reports every message exactly once"))
+            .collect();
+        (outcomes, elapsed)
+    }
+
     /// Runs `messages`, calling `on_report` once per message as soon as its
     /// outcome is decided (in completion order), and returns when every
     /// message is reported.

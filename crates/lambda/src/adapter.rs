@@ -210,29 +210,35 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         mut messages: Vec<Message>,
         options: &BatchOptions,
         split: bool,
-    ) -> Vec<Outcome> {
+    ) -> (Vec<Outcome>, Vec<Option<Duration>>) {
         let count = messages.len();
         if !split || messages.iter().any(|m| m.group_id().is_some()) {
-            return self.engine.run_batch(messages, options).await;
+            return self.engine.run_batch_timed(messages, options).await;
         }
         let second = messages.split_off(count / 2);
         let (engine, second_options) = (self.engine.clone(), options.clone());
         let second_count = second.len();
         let second = tokio::spawn(
-            async move { engine.run_batch(second, &second_options).await }
+            async move { engine.run_batch_timed(second, &second_options).await }
                 .instrument(tracing::Span::current()),
         );
-        let mut outcomes = self.engine.run_batch(messages, options).await;
+        let (mut outcomes, mut elapsed) = self.engine.run_batch_timed(messages, options).await;
         match second.await {
-            Ok(rest) => outcomes.extend(rest),
+            Ok((rest, rest_elapsed)) => {
+                outcomes.extend(rest);
+                elapsed.extend(rest_elapsed);
+            }
             // Only a runtime shutting down cancels the task: its records are
             // listed and return.
-            Err(error) => outcomes.extend((0..second_count).map(|_| Outcome::Retry {
-                reason: format!("the batch's second half did not finish: {error}"),
-                delay: None,
-            })),
+            Err(error) => {
+                outcomes.extend((0..second_count).map(|_| Outcome::Retry {
+                    reason: format!("the batch's second half did not finish: {error}"),
+                    delay: None,
+                }));
+                elapsed.extend((0..second_count).map(|_| None));
+            }
         }
-        outcomes
+        (outcomes, elapsed)
     }
 
     /// Handles one event with `time_left` before the invocation deadline
@@ -308,7 +314,7 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
             Vec::new()
         };
         let split = two_threads(count);
-        let outcomes = self.run_engine(messages, &options, split).await;
+        let (outcomes, elapsed) = self.run_engine(messages, &options, split).await;
         let settle_until = deadline.map(|d| d.checked_sub(margin / 4).unwrap_or(now));
         let settled = self
             .settler
@@ -321,7 +327,15 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
                 settle_until,
             )
             .await;
-        log_outcomes(&ids, &settled, split);
+        log_outcomes(
+            &OutcomeLines {
+                ids: &ids,
+                settled: &settled,
+                receive_counts: &receive_counts,
+                elapsed: &elapsed,
+            },
+            split,
+        );
         if let Some(detail) = detail {
             detail.extend(ids.iter().zip(&settled).map(|(id, s)| RecordResult {
                 message_id: (*id).to_owned(),
@@ -476,26 +490,57 @@ fn two_threads(count: usize) -> bool {
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
+/// What an invocation's outcome lines say, by record.
+struct OutcomeLines<'a> {
+    ids: &'a [&'a str],
+    settled: &'a [Settled],
+    receive_counts: &'a [u32],
+    elapsed: &'a [Option<Duration>],
+}
+
+impl OutcomeLines<'_> {
+    fn split_at(&self, at: usize) -> (OutcomeLines<'_>, OutcomeLines<'_>) {
+        let (ids, ids2) = self.ids.split_at(at);
+        let (settled, settled2) = self.settled.split_at(at);
+        let (counts, counts2) = self.receive_counts.split_at(at);
+        let (elapsed, elapsed2) = self.elapsed.split_at(at);
+        (
+            OutcomeLines {
+                ids,
+                settled,
+                receive_counts: counts,
+                elapsed,
+            },
+            OutcomeLines {
+                ids: ids2,
+                settled: settled2,
+                receive_counts: counts2,
+                elapsed: elapsed2,
+            },
+        )
+    }
+}
+
 /// One log record per message, with its final outcome, in a log batch
 /// (`crate::OUTCOME_LINES_SPAN`: one write). With `split`, the second half's
 /// lines are built on a second thread, in the caller's span, and written
 /// with a write of their own.
-fn log_outcomes(ids: &[&str], settled: &[Settled], split: bool) {
-    let batch = |ids: &[&str], settled: &[Settled]| {
-        tracing::info_span!(crate::OUTCOME_LINES_SPAN).in_scope(|| log_lines(ids, settled));
+fn log_outcomes(lines: &OutcomeLines<'_>, split: bool) {
+    let batch = |lines: &OutcomeLines<'_>| {
+        tracing::info_span!(crate::OUTCOME_LINES_SPAN).in_scope(|| log_lines(lines));
     };
     if !split {
-        batch(ids, settled);
+        batch(lines);
         return;
     }
-    let half = ids.len() / 2;
+    let (first, second) = lines.split_at(lines.ids.len() / 2);
     // The caller's subscriber and span, also when the subscriber is this
     // thread's default rather than the global one.
     let span = tracing::Span::current();
     let dispatch = tracing::dispatcher::get_default(Clone::clone);
     let second_half = || {
         tracing::dispatcher::with_default(&dispatch, || {
-            span.in_scope(|| batch(&ids[half..], &settled[half..]));
+            span.in_scope(|| batch(&second));
         });
     };
     std::thread::scope(|scope| {
@@ -503,24 +548,39 @@ fn log_outcomes(ids: &[&str], settled: &[Settled], split: bool) {
         let helper = std::thread::Builder::new()
             .spawn_scoped(scope, second_half)
             .ok();
-        batch(&ids[..half], &settled[..half]);
+        batch(&first);
         if helper.is_none() {
             second_half();
         }
     });
 }
 
-/// The log lines of [`log_outcomes`].
-fn log_lines(ids: &[&str], settled: &[Settled]) {
-    for (id, s) in ids.iter().zip(settled) {
+/// The log lines of [`log_outcomes`]: the same fields as the worker's
+/// (`message_id`, `outcome`, `receive_count`, `duration_ms` when the handler
+/// ran, `reason` when not a success), plus whether the record is listed and
+/// dead-lettered; `request_id` comes from the invocation's span.
+fn log_lines(lines: &OutcomeLines<'_>) {
+    for (((id, s), receive_count), elapsed) in lines
+        .ids
+        .iter()
+        .zip(lines.settled)
+        .zip(lines.receive_counts)
+        .zip(lines.elapsed)
+    {
         let outcome = s.outcome.kind().as_str();
+        let duration_ms = elapsed.map(|e| u64::try_from(e.as_millis()).unwrap_or(u64::MAX));
         match s.outcome.reason() {
             // `as_str`, not `%`: a string field is written as is, without
             // the formatting machinery (a part of each line's cost).
-            None => info!(message_id = *id, outcome, "Message processed."),
+            None => info!(
+                message_id = *id,
+                outcome, receive_count, duration_ms, "Message processed."
+            ),
             Some(reason) => info!(
                 message_id = *id,
                 outcome,
+                receive_count,
+                duration_ms,
                 reason = %reason,
                 listed = s.listed,
                 dead_lettered = s.dead_lettered,
