@@ -73,6 +73,20 @@ stage "scaffold: static binaries (x86_64, aarch64) and the image (buildah)"
 scripts/build.sh --manifest-path "$crate/Cargo.toml" --bin "$name" --out "$crate/dist"
 scripts/image.sh --bin "$name" --bin-dir "$crate/dist" --containerfile "$crate/deploy/Containerfile"
 
+stage "scaffold: cargo lambda deploy --dry (the crate's [package.metadata.lambda.deploy], arm64)"
+(cd "$crate" && cargo lambda deploy "$name" --dry --output-format json \
+  --binary-path "$crate/dist/aarch64/$name") >"$work/deploy-dry.json"
+python3 - "$work/deploy-dry.json" <<'PY'
+import json, sys
+text = open(sys.argv[1]).read()
+plan = json.loads(text[text.index("{"):])  # cargo-lambda prints a progress line first
+config = plan["config"]
+got = (plan["arch"], config["runtime"], config["memory"], config["timeout"], config["tracing"])
+print("  cargo lambda deploy --dry:", got)
+if got != ("arm64", "provided.al2023", 256, 30, "Active"):
+    sys.exit("want arm64, provided.al2023, 256 MB, 30 s, tracing Active")
+PY
+
 if [ -z "${SQSRT_LOCALSTACK_ENDPOINT:-}" ]; then
   stage "start LocalStack (SQS) on 127.0.0.1"
   install_localstack
