@@ -2,6 +2,9 @@
 # Sourced, not run.
 
 SQSRT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Each script knows only the LocalStack it started itself (stop_localstack
+# must never stop a caller's): a value inherited from the environment is dropped.
+unset LOCALSTACK_PID
 export SQSRT_ROOT
 SQSRT_CACHE="${SQSRT_CACHE:-$HOME/.cache/sqsrt}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SQSRT_CACHE/target}"

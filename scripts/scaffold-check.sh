@@ -16,9 +16,11 @@ name=orders-demo
 work="$(mktemp -d)"
 crate="$work/$name"
 pids=()
+own_localstack=no
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  stop_localstack
+  # Only a LocalStack this script started: the caller's goes on serving it.
+  [ "$own_localstack" = no ] || stop_localstack
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -90,6 +92,7 @@ PY
 if [ -z "${SQSRT_LOCALSTACK_ENDPOINT:-}" ]; then
   stage "start LocalStack (SQS) on 127.0.0.1"
   install_localstack
+  own_localstack=yes
   start_localstack "$(free_port)" "$work/localstack.log"
 fi
 
