@@ -52,6 +52,18 @@ impl EngineConfig {
         self.handler_timeout = handler_timeout;
         self
     }
+
+    /// The most handlers running at once.
+    #[must_use]
+    pub fn in_flight_limit(&self) -> usize {
+        self.max_in_flight.get()
+    }
+
+    /// The per-message timeout.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.handler_timeout
+    }
 }
 
 /// Limits on one call of [`Engine::run_batch`]. The default has none.

@@ -12,14 +12,11 @@ pub struct WorkerConfig {
     pub queue_url: String,
     /// Dead-letter queue for permanent failures.
     pub dlq_url: Option<String>,
-    /// Handlers running at once (the engine's bound).
-    pub max_in_flight: usize,
     /// Messages received ahead of free handler slots, so a handler that
-    /// finishes is followed at once instead of after a receive. At most
-    /// `max_in_flight + prefetch` messages are held (received, not settled).
+    /// finishes is followed at once instead of after a receive. At most the
+    /// engine's in-flight limit plus `prefetch` messages are held (received,
+    /// not settled). The limit and the handler timeout are the engine's.
     pub prefetch: usize,
-    /// Per-message timeout (for the start-up warning; the engine enforces it).
-    pub handler_timeout: Duration,
     /// Visibility asked on receive; `None`: the queue's own.
     pub visibility_timeout: Option<Duration>,
     /// Heartbeat period; `None`: a third of the visibility.
@@ -30,6 +27,37 @@ pub struct WorkerConfig {
     pub metrics_addr: SocketAddr,
     /// Backoff for retried messages.
     pub retry: RetryPolicy,
+}
+
+/// The heartbeat extends visibility, so it must come before the visibility
+/// runs out: the one place this rule is written (checked on the settings, and
+/// again against the queue's own visibility at first contact).
+///
+/// # Errors
+///
+/// The problem, naming the flags and variables, when `heartbeat` is not
+/// below `visibility`; `visibility_from` says where the visibility came from.
+pub fn check_heartbeat(
+    heartbeat: Duration,
+    visibility: Duration,
+    visibility_from: &str,
+) -> Result<(), String> {
+    if heartbeat < visibility {
+        return Ok(());
+    }
+    Err(format!(
+        "heartbeat ({}) must be below the visibility timeout ({}, {visibility_from}) (set by --heartbeat-secs or SQSRT_HEARTBEAT_SECS, --visibility-timeout-secs or SQSRT_VISIBILITY_TIMEOUT_SECS)",
+        secs(heartbeat),
+        secs(visibility),
+    ))
+}
+
+fn secs(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
 }
 
 /// Why the worker cannot run.

@@ -20,5 +20,5 @@ pub mod metrics;
 pub mod settle;
 pub mod worker;
 
-pub use config::{Exit, WorkerConfig, WorkerError};
+pub use config::{Exit, WorkerConfig, WorkerError, check_heartbeat};
 pub use worker::run;

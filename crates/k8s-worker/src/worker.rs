@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{Exit, WorkerConfig, WorkerError};
+use crate::config::{Exit, WorkerConfig, WorkerError, check_heartbeat};
 use crate::errors::ErrorLog;
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
@@ -80,7 +80,7 @@ pub async fn run<H: Handler, Q: WorkerQueue>(
                 addr: config.metrics_addr,
                 source,
             })?;
-    info!(metrics_addr = %bound, queue_url = %config.queue_url, max_in_flight = config.max_in_flight, prefetch = config.prefetch, "Worker started; serving /healthz, /readyz and /metrics.");
+    info!(metrics_addr = %bound, queue_url = %config.queue_url, max_in_flight = engine.config().in_flight_limit(), prefetch = config.prefetch, "Worker started; serving /healthz, /readyz and /metrics.");
     let http_stop = CancellationToken::new();
     let server = tokio::spawn(http::serve(
         listener,
@@ -97,8 +97,10 @@ pub async fn run<H: Handler, Q: WorkerQueue>(
         let _ = server.await;
         return Ok(Exit::Drained);
     };
-    let (visibility, heartbeat_period) = check_queue(&config, &attributes)?;
+    let (visibility, heartbeat_period) =
+        check_queue(&config, engine.config().timeout(), &attributes)?;
 
+    let in_flight_limit = engine.config().in_flight_limit();
     let (settle_tx, settle_rx) = unbounded_channel();
     let settle_close = CancellationToken::new();
     let in_flight = Arc::new(InFlight::default());
@@ -121,7 +123,7 @@ pub async fn run<H: Handler, Q: WorkerQueue>(
         queue,
         // Receives fill handler slots and the prefetch; the engine's own
         // bound keeps the prefetched messages waiting until a handler is free.
-        slots: Arc::new(Semaphore::new(config.max_in_flight + config.prefetch)),
+        slots: Arc::new(Semaphore::new(in_flight_limit + config.prefetch)),
         filling: tokio::sync::Mutex::new(()),
         fifo: attributes.fifo,
         visibility,
@@ -143,7 +145,7 @@ pub async fn run<H: Handler, Q: WorkerQueue>(
         heartbeat_period,
         heartbeat_stop.clone(),
     ));
-    let pollers = (shared.config.max_in_flight + shared.config.prefetch)
+    let pollers = (shared.engine.config().in_flight_limit() + shared.config.prefetch)
         .div_ceil(RECEIVE_MAX)
         .clamp(1, 16);
     let mut poller_tasks = Vec::with_capacity(pollers);
@@ -235,6 +237,7 @@ async fn first_contact<Q: WorkerQueue>(
 /// need the queue's own settings.
 fn check_queue(
     config: &WorkerConfig,
+    handler_timeout: Duration,
     attributes: &QueueAttributes,
 ) -> Result<(Duration, Duration), WorkerError> {
     let visibility = config
@@ -243,23 +246,19 @@ fn check_queue(
     let heartbeat = config
         .heartbeat
         .unwrap_or_else(|| (visibility / 3).max(Duration::from_millis(200)));
-    if heartbeat >= visibility {
-        return Err(WorkerError::Config(vec![format!(
-            "heartbeat ({heartbeat:?}) must be below the visibility timeout ({visibility:?}, {}) (set by --heartbeat-secs or SQSRT_HEARTBEAT_SECS)",
-            if config.visibility_timeout.is_some() {
-                "from --visibility-timeout-secs"
-            } else {
-                "the queue's"
-            }
-        )]));
-    }
+    let from = if config.visibility_timeout.is_some() {
+        "from --visibility-timeout-secs"
+    } else {
+        "the queue's"
+    };
+    check_heartbeat(heartbeat, visibility, from).map_err(|p| WorkerError::Config(vec![p]))?;
     if attributes.redrive_policy.is_none() {
         warn!(queue_url = %config.queue_url, "The queue has no redrive policy: a message that keeps failing is retried until it expires. Configure a dead-letter queue on it.");
     }
-    if visibility < config.handler_timeout {
+    if visibility < handler_timeout {
         warn!(
             visibility_secs = visibility.as_secs(),
-            handler_timeout_secs = config.handler_timeout.as_secs(),
+            handler_timeout_secs = handler_timeout.as_secs(),
             "The visibility timeout is shorter than the handler timeout: the heartbeat keeps running messages invisible, but a worker that dies mid-message lets them return early."
         );
     }

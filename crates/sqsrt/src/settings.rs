@@ -255,36 +255,21 @@ impl Settings {
                 secs_text(self.handler_timeout),
             ));
         }
-        if let Some(problem) = heartbeat_problem(self.heartbeat, self.visibility_timeout) {
+        if let (Some(heartbeat), Some(visibility)) = (self.heartbeat, self.visibility_timeout)
+            && let Err(problem) = sqsrt_k8s_worker::check_heartbeat(heartbeat, visibility, "given")
+        {
             problems.push(problem);
         }
         problems.into_result(|| WorkerConfig {
             queue_url: self.queue_url.clone().unwrap_or_default(),
             dlq_url: self.dlq_url.clone(),
-            max_in_flight: self.max_in_flight,
             prefetch: self.prefetch,
-            handler_timeout: self.handler_timeout,
             retry: retry.unwrap_or_default(),
             visibility_timeout: self.visibility_timeout,
             heartbeat: self.heartbeat,
             shutdown_grace: self.shutdown_grace,
             metrics_addr: self.metrics_addr,
         })
-    }
-}
-
-/// The heartbeat must be below the visibility it extends.
-pub(crate) fn heartbeat_problem(
-    heartbeat: Option<Duration>,
-    visibility: Option<Duration>,
-) -> Option<String> {
-    match (heartbeat, visibility) {
-        (Some(heartbeat), Some(visibility)) if heartbeat >= visibility => Some(format!(
-            "heartbeat ({}s) must be below the visibility timeout ({}s) {HEARTBEAT} {VISIBILITY}",
-            secs_text(heartbeat),
-            secs_text(visibility),
-        )),
-        _ => None,
     }
 }
 
