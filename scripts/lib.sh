@@ -214,14 +214,19 @@ install_debian_tools() {
 
 # scrape_worker_metrics FILE: runs the release worker against a fresh
 # LocalStack queue just long enough to save a real /metrics scrape.
+# The worker binds port 0 and logs the address it got (no port reuse race).
 scrape_worker_metrics() {
-  local out="$1" queue port pid
+  local out="$1" queue addr="" pid
   queue=$(sqs_admin create "scrape-$(date +%s%N)" 3 30 | sed -n 1p)
-  port=$(free_port)
-  "$SQSRT_BIN" worker --queue-url "$queue" --metrics-addr "127.0.0.1:$port" >"$out.log" 2>&1 &
+  "$SQSRT_BIN" worker --queue-url "$queue" --metrics-addr 127.0.0.1:0 >"$out.log" 2>&1 &
   pid=$!
-  wait_port "$port"
-  curl -sf "http://127.0.0.1:$port/metrics" >"$out"
+  for _ in $(seq 1 150); do
+    addr=$(sed -n 's/.*"metrics_addr":"\([0-9.:]*\)".*/\1/p;T;q' "$out.log")
+    [ -n "$addr" ] && break
+    sleep 0.1
+  done
+  [ -n "$addr" ] || { echo "the worker logged no metrics_addr; its log:" >&2; cat "$out.log" >&2; return 1; }
+  curl -sf "http://$addr/metrics" >"$out"
   kill -TERM "$pid"
   wait "$pid"
 }
