@@ -29,37 +29,6 @@ pub struct WorkerConfig {
     pub retry: RetryPolicy,
 }
 
-/// The heartbeat extends visibility, so it must come before the visibility
-/// runs out: the one place this rule is written (checked on the settings, and
-/// again against the queue's own visibility at first contact).
-///
-/// # Errors
-///
-/// The problem, naming the flags and variables, when `heartbeat` is not
-/// below `visibility`; `visibility_from` says where the visibility came from.
-pub fn check_heartbeat(
-    heartbeat: Duration,
-    visibility: Duration,
-    visibility_from: &str,
-) -> Result<(), String> {
-    if heartbeat < visibility {
-        return Ok(());
-    }
-    Err(format!(
-        "heartbeat ({}) must be below the visibility timeout ({}, {visibility_from}) (set by --heartbeat-secs or SQSRT_HEARTBEAT_SECS, --visibility-timeout-secs or SQSRT_VISIBILITY_TIMEOUT_SECS)",
-        secs(heartbeat),
-        secs(visibility),
-    ))
-}
-
-fn secs(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{:.3}s", d.as_secs_f64())
-    }
-}
-
 /// Why the worker cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {

@@ -8,13 +8,13 @@ use tracing::{debug, info, warn};
 
 /// Counts consecutive failed SQS calls across the worker's tasks.
 #[derive(Debug, Default)]
-pub struct ErrorLog {
+pub(crate) struct ErrorLog {
     streak: AtomicU64,
 }
 
 /// What an operator should do about an error of this kind.
 #[must_use]
-pub fn hint(kind: SqsErrorKind) -> &'static str {
+pub(crate) fn hint(kind: SqsErrorKind) -> &'static str {
     match kind {
         SqsErrorKind::AccessDenied => {
             "grant the role sqs:ReceiveMessage, sqs:DeleteMessage, sqs:ChangeMessageVisibility and sqs:GetQueueAttributes on the queue (and sqs:SendMessage on the DLQ), or check the credentials"
@@ -30,7 +30,7 @@ pub fn hint(kind: SqsErrorKind) -> &'static str {
 
 impl ErrorLog {
     /// A call failed.
-    pub fn failed(&self, error: &SqsError) {
+    pub(crate) fn failed(&self, error: &SqsError) {
         if self.streak.fetch_add(1, Ordering::Relaxed) == 0 {
             warn!(%error, operation = error.operation, hint = hint(error.kind), "SQS call failed; retrying with backoff.");
         } else {
@@ -39,7 +39,7 @@ impl ErrorLog {
     }
 
     /// A call succeeded.
-    pub fn ok(&self) {
+    pub(crate) fn ok(&self) {
         let failed = self.streak.swap(0, Ordering::Relaxed);
         if failed > 0 {
             info!(failed_calls = failed, "SQS calls succeed again.");

@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 
 /// What the probes report: readiness, and whether the receive loop moves.
 #[derive(Debug)]
-pub struct Health {
+pub(crate) struct Health {
     started: Instant,
     ready: AtomicBool,
     /// Milliseconds since `started` of the last receive-loop progress.
@@ -31,7 +31,7 @@ pub struct Health {
 impl Health {
     /// Alive while the receive loop made progress within `stuck_after`.
     #[must_use]
-    pub fn new(stuck_after: Duration) -> Self {
+    pub(crate) fn new(stuck_after: Duration) -> Self {
         Self {
             started: Instant::now(),
             ready: AtomicBool::new(false),
@@ -42,29 +42,29 @@ impl Health {
     }
 
     /// The receive loop moved (a receive returned, or a start-up check ran).
-    pub fn progress(&self) {
+    pub(crate) fn progress(&self) {
         let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_progress_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Every slot is taken (`true`) or one is free again (`false`).
-    pub fn set_full(&self, full: bool) {
+    pub(crate) fn set_full(&self, full: bool) {
         self.full.store(full, Ordering::Relaxed);
         self.progress();
     }
 
     /// Ready from the first successful receive until shutdown begins.
-    pub fn set_ready(&self, ready: bool) {
+    pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
     /// Whether `/readyz` answers 200.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
 
     /// Whether `/healthz` answers 200.
-    pub fn is_alive(&self) -> bool {
+    pub(crate) fn is_alive(&self) -> bool {
         if self.full.load(Ordering::Relaxed) {
             return true;
         }
@@ -85,14 +85,14 @@ struct AppState {
 /// # Errors
 ///
 /// When the address cannot be bound.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     Ok((listener, bound))
 }
 
 /// Serves the probes and metrics until `stop` is cancelled.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     health: Arc<Health>,
     metrics: Arc<Metrics>,

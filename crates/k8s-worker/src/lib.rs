@@ -9,16 +9,20 @@
 //! has not started, lets running handlers finish within the grace and flushes
 //! deletes. `/healthz`, `/readyz` and `/metrics` are served throughout.
 //!
-//! Layout: [`config`] (settings, errors, exit), [`worker`] (the loop),
-//! [`settle`] (acting on outcomes), [`metrics`] (names and registry),
-//! [`http`] (probes), [`errors`] (SQS error logging).
+//! Layout: `config` (settings, errors, exit), `worker` (the loop),
+//! `settle` (carrying out the settlement policy of `sqsrt_sqs::settle` with
+//! batched SQS calls), `heartbeat` (keeping running messages invisible),
+//! `metrics` (names and registry), `http` (probes), `errors` (SQS error
+//! logging). Only [`run`] and its settings are public.
 
-pub mod config;
-pub mod errors;
-pub mod http;
-pub mod metrics;
-pub mod settle;
-pub mod worker;
+mod config;
+mod errors;
+mod heartbeat;
+mod http;
+mod metrics;
+mod settle;
+mod worker;
 
-pub use config::{Exit, WorkerConfig, WorkerError, check_heartbeat};
+pub use config::{Exit, WorkerConfig, WorkerError};
+pub use heartbeat::check_heartbeat;
 pub use worker::run;

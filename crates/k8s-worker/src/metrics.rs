@@ -10,24 +10,24 @@ use prometheus_client::registry::Registry;
 use sqsrt_core::OutcomeKind;
 
 /// Messages received from SQS.
-pub const MESSAGES_RECEIVED_TOTAL: &str = "sqsrt_messages_received_total";
+pub(crate) const MESSAGES_RECEIVED_TOTAL: &str = "sqsrt_messages_received_total";
 /// Messages settled, by `outcome` (`success`, `retry`, `permanent`, `skipped`).
-pub const MESSAGES_PROCESSED_TOTAL: &str = "sqsrt_messages_processed_total";
+pub(crate) const MESSAGES_PROCESSED_TOTAL: &str = "sqsrt_messages_processed_total";
 /// Messages received and not yet settled.
-pub const MESSAGES_IN_FLIGHT: &str = "sqsrt_messages_in_flight";
+pub(crate) const MESSAGES_IN_FLIGHT: &str = "sqsrt_messages_in_flight";
 /// Handler run time, seconds.
-pub const HANDLER_DURATION_SECONDS: &str = "sqsrt_handler_duration_seconds";
+pub(crate) const HANDLER_DURATION_SECONDS: &str = "sqsrt_handler_duration_seconds";
 /// SQS calls, by `operation`.
-pub const SQS_REQUESTS_TOTAL: &str = "sqsrt_sqs_requests_total";
+pub(crate) const SQS_REQUESTS_TOTAL: &str = "sqsrt_sqs_requests_total";
 /// Failed SQS calls, by `operation`.
-pub const SQS_ERRORS_TOTAL: &str = "sqsrt_sqs_errors_total";
+pub(crate) const SQS_ERRORS_TOTAL: &str = "sqsrt_sqs_errors_total";
 /// Messages stored in the dead-letter queue by sqsrt.
-pub const DLQ_SENDS_TOTAL: &str = "sqsrt_dlq_sends_total";
+pub(crate) const DLQ_SENDS_TOTAL: &str = "sqsrt_dlq_sends_total";
 /// 1 when the last SQS call succeeded, else 0.
-pub const SQS_UP: &str = "sqsrt_sqs_up";
+pub(crate) const SQS_UP: &str = "sqsrt_sqs_up";
 
 /// The SQS operations the worker calls (the `operation` label values).
-pub const OPERATIONS: [&str; 5] = [
+pub(crate) const OPERATIONS: [&str; 5] = [
     "ReceiveMessage",
     "DeleteMessageBatch",
     "ChangeMessageVisibilityBatch",
@@ -47,7 +47,7 @@ struct OperationLabel {
 
 /// The worker's metrics and their registry.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     received: Counter,
     processed: Family<OutcomeLabel, Counter>,
@@ -144,13 +144,13 @@ impl Default for Metrics {
 
 impl Metrics {
     /// `n` messages received.
-    pub fn received(&self, n: usize) {
+    pub(crate) fn received(&self, n: usize) {
         self.received.inc_by(n as u64);
         self.in_flight.inc_by(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// One message settled with `outcome`, its handler having run `elapsed`.
-    pub fn processed(&self, outcome: OutcomeKind, elapsed: Option<std::time::Duration>) {
+    pub(crate) fn processed(&self, outcome: OutcomeKind, elapsed: Option<std::time::Duration>) {
         self.processed
             .get_or_create(&OutcomeLabel {
                 outcome: outcome.as_str(),
@@ -163,7 +163,7 @@ impl Metrics {
     }
 
     /// One SQS call of `operation` ended, successfully or not.
-    pub fn sqs_call(&self, operation: &'static str, ok: bool) {
+    pub(crate) fn sqs_call(&self, operation: &'static str, ok: bool) {
         let label = OperationLabel { operation };
         self.sqs_requests.get_or_create(&label).inc();
         if ok {
@@ -175,13 +175,8 @@ impl Metrics {
     }
 
     /// One message stored in the DLQ.
-    pub fn dlq_sent(&self) {
+    pub(crate) fn dlq_sent(&self) {
         self.dlq_sends.inc();
-    }
-
-    /// Messages in flight now.
-    pub fn in_flight(&self) -> i64 {
-        self.in_flight.get()
     }
 
     /// The Prometheus text exposition (OpenMetrics).
@@ -189,7 +184,7 @@ impl Metrics {
     /// # Panics
     ///
     /// Never: writing to a `String` cannot fail.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

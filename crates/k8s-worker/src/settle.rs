@@ -3,27 +3,27 @@
 //! and dead-lettering for permanent failures. Nothing is deleted before its
 //! handler succeeded or its copy is in the dead-letter queue.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqsrt_core::{Message, Outcome, OutcomeKind, RetryPolicy, SkipReason};
+use sqsrt_core::{Message, Outcome, RetryPolicy};
 use sqsrt_sqs::{
-    MAX_BATCH_ENTRIES, SqsErrorKind, VisibilityChange, WorkerQueue, dead_letter_message,
-    visibility_secs,
+    Action, Delivery, MAX_BATCH_ENTRIES, SettlePolicy, SqsErrorKind, VisibilityChange, WorkerQueue,
+    dead_letter_message, is_fifo_queue, not_dead_lettered,
 };
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::errors::ErrorLog;
+use crate::heartbeat::InFlight;
 use crate::metrics::Metrics;
 
 /// Deletes and visibility changes are flushed at least this often.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// A delete refused for a passing reason is tried this many times.
 const DELETE_ATTEMPTS: u32 = 5;
 /// SQS calls of the settler in flight at once.
@@ -31,7 +31,7 @@ const CALLS_IN_FLIGHT: usize = 8;
 
 /// A received message the worker holds until it is settled.
 #[derive(Debug)]
-pub struct Held {
+pub(crate) struct Held {
     /// Key in the heartbeat set.
     pub key: u64,
     /// Its message id.
@@ -44,68 +44,20 @@ pub struct Held {
     pub in_group: bool,
     /// A copy for the dead-letter queue (only when one is configured).
     pub copy: Option<Message>,
-    /// Its slot under `--max-in-flight`, freed when it is settled.
+    /// Its slot under `--max-in-flight`, freed when it is settled (dropped).
+    #[allow(dead_code)] // held for its drop
     pub slot: OwnedSemaphorePermit,
 }
 
 /// An outcome to act on.
 #[derive(Debug)]
-pub struct Settlement {
+pub(crate) struct Settlement {
     /// The message.
     pub held: Held,
     /// What became of it.
     pub outcome: Outcome,
     /// Handler run time, when it ran.
     pub elapsed: Option<Duration>,
-}
-
-/// Messages held and still to be kept invisible by the heartbeat.
-#[derive(Debug, Default)]
-pub struct InFlight {
-    entries: Mutex<HashMap<u64, (String, Instant)>>,
-}
-
-impl InFlight {
-    /// Starts keeping `key` (receipt handle `receipt`) invisible.
-    pub fn insert(&self, key: u64, receipt: String) {
-        self.lock().insert(key, (receipt, Instant::now()));
-    }
-
-    /// Stops keeping `key` invisible.
-    pub fn remove(&self, key: u64) {
-        self.lock().remove(&key);
-    }
-
-    /// The receipt handles not extended for `period`, marked extended now.
-    pub fn due(&self, period: Duration) -> Vec<String> {
-        let now = Instant::now();
-        let mut entries = self.lock();
-        entries
-            .values_mut()
-            .filter(|(_, last)| now.duration_since(*last) >= period)
-            .map(|(receipt, last)| {
-                *last = now;
-                receipt.clone()
-            })
-            .collect()
-    }
-
-    /// How many are held.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (String, Instant)>> {
-        // A panic while holding this lock cannot leave the map inconsistent.
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -121,10 +73,12 @@ enum Followup {
     Done,
     /// Delete these (after a dead-letter send, or to retry a refused delete).
     Delete(Vec<PendingDelete>),
+    /// The dead-letter send of this message failed: settle it as this retry.
+    Retry(Box<Settlement>),
 }
 
 /// The settler: owns the batches and the SQS calls that settle messages.
-pub struct Settler<Q> {
+pub(crate) struct Settler<Q> {
     /// The client.
     pub queue: Arc<Q>,
     /// The source queue.
@@ -147,7 +101,7 @@ impl<Q: WorkerQueue> Settler<Q> {
     /// Settles everything `settlements` yields until `close` is cancelled and
     /// the channel is drained, then flushes what is pending and returns when
     /// every call has finished.
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         mut settlements: UnboundedReceiver<Settlement>,
         close: CancellationToken,
@@ -159,7 +113,7 @@ impl<Q: WorkerQueue> Settler<Q> {
         let permits = Arc::new(tokio::sync::Semaphore::new(CALLS_IN_FLIGHT));
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut group_delays: HashMap<String, u32> = HashMap::new();
+        let mut policy = SettlePolicy::new(this.retry, this.dlq_url.is_some());
         let mut open = true;
         loop {
             if !open && deletes.is_empty() && changes.is_empty() && calls.is_empty() {
@@ -168,7 +122,7 @@ impl<Q: WorkerQueue> Settler<Q> {
             tokio::select! {
                 item = settlements.recv(), if open => match item {
                     Some(settlement) => {
-                        this.decide(settlement, &mut deletes, &mut changes, &mut group_delays, &mut calls, &permits);
+                        this.decide(settlement, &mut policy, &mut deletes, &mut changes, &mut calls, &permits);
                         if deletes.len() >= MAX_BATCH_ENTRIES {
                             Self::flush_deletes(&this, &mut deletes, &mut calls, &permits);
                         }
@@ -180,15 +134,19 @@ impl<Q: WorkerQueue> Settler<Q> {
                 },
                 () = close.cancelled(), if open => {
                     while let Ok(settlement) = settlements.try_recv() {
-                        this.decide(settlement, &mut deletes, &mut changes, &mut group_delays, &mut calls, &permits);
+                        this.decide(settlement, &mut policy, &mut deletes, &mut changes, &mut calls, &permits);
                     }
                     open = false;
                     Self::flush_deletes(&this, &mut deletes, &mut calls, &permits);
                     Self::flush_changes(&this, &mut changes, &mut calls, &permits);
                 }
                 Some(joined) = calls.join_next(), if !calls.is_empty() => {
-                    if let Ok(Followup::Delete(more)) = joined {
-                        deletes.extend(more);
+                    match joined {
+                        Ok(Followup::Delete(more)) => deletes.extend(more),
+                        Ok(Followup::Retry(settlement)) => {
+                            this.decide(*settlement, &mut policy, &mut deletes, &mut changes, &mut calls, &permits);
+                        }
+                        Ok(Followup::Done) | Err(_) => {}
                     }
                 }
                 _ = tick.tick() => {
@@ -199,14 +157,13 @@ impl<Q: WorkerQueue> Settler<Q> {
         }
     }
 
-    /// `group_delays`: the delay given to each retried FIFO message, so the
-    /// rest of its group comes back with it (see [`skipped_delay`]).
+    /// Carries out what [`SettlePolicy`] says for one outcome.
     fn decide(
         self: &Arc<Self>,
         settlement: Settlement,
+        policy: &mut SettlePolicy,
         deletes: &mut Vec<PendingDelete>,
         changes: &mut Vec<(String, u32)>,
-        group_delays: &mut HashMap<String, u32>,
         calls: &mut JoinSet<Followup>,
         permits: &Arc<tokio::sync::Semaphore>,
     ) {
@@ -217,66 +174,50 @@ impl<Q: WorkerQueue> Settler<Q> {
         } = settlement;
         // Stop the heartbeat first, so it cannot hide a released message again.
         self.in_flight.remove(held.key);
-        match &outcome {
-            Outcome::Success => {
-                log_outcome(&held, &outcome, elapsed);
-                self.metrics.processed(OutcomeKind::Success, elapsed);
+        if self.abandoned.is_cancelled() {
+            policy.release_retries();
+        }
+        let delivery = Delivery {
+            message_id: &held.message_id,
+            receive_count: held.receive_count,
+            fifo_group: held.in_group,
+        };
+        match policy.action(delivery, &outcome) {
+            Action::Delete => {
+                self.processed(&held, &outcome, elapsed);
                 deletes.push(PendingDelete {
-                    message_id: held.message_id.clone(),
-                    receipt_handle: held.receipt_handle.clone(),
+                    message_id: held.message_id,
+                    receipt_handle: held.receipt_handle,
                     attempts: 0,
                 });
             }
-            Outcome::Retry { delay, .. } => {
-                let secs = if self.abandoned.is_cancelled() {
-                    0
-                } else {
-                    visibility_secs(self.retry.delay_for(held.receive_count, *delay))
-                };
-                log_outcome(&held, &outcome, elapsed);
-                self.metrics.processed(OutcomeKind::Retry, elapsed);
-                changes.push((held.receipt_handle.clone(), secs));
-                if held.in_group {
-                    if group_delays.len() >= MAX_REMEMBERED_GROUP_DELAYS {
-                        group_delays.clear();
-                    }
-                    group_delays.insert(held.message_id.clone(), secs);
-                }
+            Action::Retime { secs } => {
+                self.processed(&held, &outcome, elapsed);
+                changes.push((held.receipt_handle, secs));
             }
-            Outcome::Skipped { reason } => {
-                log_outcome(&held, &outcome, elapsed);
-                self.metrics.processed(OutcomeKind::Skipped, elapsed);
-                changes.push((
-                    held.receipt_handle.clone(),
-                    skipped_delay(reason, group_delays),
-                ));
-            }
-            Outcome::Permanent { reason } => {
-                let Some(dlq_url) = self.dlq_url.clone() else {
-                    // Left to the queue's redrive policy: it returns after its visibility timeout.
-                    log_outcome(&held, &outcome, elapsed);
-                    self.metrics.processed(OutcomeKind::Permanent, elapsed);
-                    return;
+            // Left to the queue's redrive policy: it returns after its visibility timeout.
+            Action::Leave => self.processed(&held, &outcome, elapsed),
+            Action::DeadLetter => {
+                let (Some(dlq_url), Outcome::Permanent { reason }) =
+                    (self.dlq_url.clone(), &outcome)
+                else {
+                    unreachable!("the policy dead-letters only permanent failures, with a DLQ");
                 };
                 let copy = held
                     .copy
                     .as_ref()
                     .expect("a copy is kept when a DLQ is configured");
-                #[allow(clippy::case_sensitive_file_extension_comparisons)]
-                // SQS requires exactly ".fifo"
-                let fifo_dlq = dlq_url.ends_with(".fifo");
-                match dead_letter_message(copy, reason, &self.queue_url, fifo_dlq) {
+                match dead_letter_message(copy, reason, &self.queue_url, is_fifo_queue(&dlq_url)) {
                     Err(error) => {
-                        let retry = Outcome::Retry {
-                            reason: format!("{reason}; not dead-lettered: {error}"),
-                            delay: None,
+                        let retry = Settlement {
+                            outcome: not_dead_lettered(
+                                reason,
+                                format_args!("not dead-lettered: {error}"),
+                            ),
+                            held,
+                            elapsed,
                         };
-                        log_outcome(&held, &retry, elapsed);
-                        self.metrics.processed(OutcomeKind::Retry, elapsed);
-                        changes.push((
-                            held.receipt_handle.clone(),
-                            visibility_secs(self.retry.delay_for(held.receive_count, None)),
-                        ));
+                        self.decide(retry, policy, deletes, changes, calls, permits);
                     }
                     Ok(outgoing) => {
                         let this = Arc::clone(self);
@@ -293,6 +234,12 @@ impl<Q: WorkerQueue> Settler<Q> {
         }
     }
 
+    /// Logs the outcome line and counts it.
+    fn processed(&self, held: &Held, outcome: &Outcome, elapsed: Option<Duration>) {
+        log_outcome(held, outcome, elapsed);
+        self.metrics.processed(outcome.kind(), elapsed);
+    }
+
     async fn dead_letter(
         &self,
         held: Held,
@@ -307,9 +254,7 @@ impl<Q: WorkerQueue> Settler<Q> {
             Ok(_) => {
                 self.errors.ok();
                 self.metrics.dlq_sent();
-                let outcome = Outcome::Permanent { reason };
-                log_outcome(&held, &outcome, elapsed);
-                self.metrics.processed(OutcomeKind::Permanent, elapsed);
+                self.processed(&held, &Outcome::Permanent { reason }, elapsed);
                 Followup::Delete(vec![PendingDelete {
                     message_id: held.message_id,
                     receipt_handle: held.receipt_handle,
@@ -318,15 +263,14 @@ impl<Q: WorkerQueue> Settler<Q> {
             }
             Err(error) => {
                 self.errors.failed(&error);
-                let retry = Outcome::Retry {
-                    reason: format!("{reason}; dead-letter send failed: {error}"),
-                    delay: None,
-                };
-                log_outcome(&held, &retry, elapsed);
-                self.metrics.processed(OutcomeKind::Retry, elapsed);
-                let secs = visibility_secs(self.retry.delay_for(held.receive_count, None));
-                self.change(vec![(held.receipt_handle, secs)]).await;
-                Followup::Done
+                Followup::Retry(Box::new(Settlement {
+                    outcome: not_dead_lettered(
+                        &reason,
+                        format_args!("dead-letter send failed: {error}"),
+                    ),
+                    held,
+                    elapsed,
+                }))
             }
         }
     }
@@ -449,24 +393,6 @@ impl<Q: WorkerQueue> Settler<Q> {
     }
 }
 
-/// Retried FIFO messages remembered for their group mates; older ones are
-/// forgotten (their mates would then be released at once).
-const MAX_REMEMBERED_GROUP_DELAYS: usize = 4096;
-
-/// The visibility for a message that did not run: 0 (released at once),
-/// except behind a retried FIFO message, whose delay it shares. SQS keeps the
-/// group locked while the failed message is in flight, so this changes
-/// nothing there; but it keeps the group's order on servers that unlock a
-/// group as soon as any of its messages becomes visible (LocalStack).
-fn skipped_delay(reason: &SkipReason, group_delays: &HashMap<String, u32>) -> u32 {
-    match reason {
-        SkipReason::GroupFailed { failed_message_id } => {
-            group_delays.get(failed_message_id).copied().unwrap_or(0)
-        }
-        SkipReason::Deadline | SkipReason::Shutdown => 0,
-    }
-}
-
 fn receipt_expired(code: &str) -> bool {
     sqsrt_sqs::SqsError::kind_of_code(code) == SqsErrorKind::ReceiptHandleInvalid
 }
@@ -489,3 +415,8 @@ fn log_outcome(held: &Held, outcome: &Outcome, elapsed: Option<Duration>) {
         }
     }
 }
+
+#[cfg(test)]
+// Test code: a failed unwrap is a failed test.
+#[allow(clippy::unwrap_used)]
+mod tests;

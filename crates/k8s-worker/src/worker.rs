@@ -6,18 +6,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqsrt_core::{BatchOptions, Engine, Handler, Message};
-use sqsrt_sqs::{QueueAttributes, ReceiveRequest, Received, VisibilityChange, WorkerQueue};
+use sqsrt_sqs::{QueueAttributes, ReceiveRequest, Received, WorkerQueue};
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{Exit, WorkerConfig, WorkerError, check_heartbeat};
+use crate::config::{Exit, WorkerConfig, WorkerError};
 use crate::errors::ErrorLog;
+use crate::heartbeat::{Heartbeat, InFlight, check_heartbeat};
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
-use crate::settle::{Held, InFlight, Settlement, Settler};
+use crate::settle::{Held, Settlement, Settler};
 
 /// SQS's longest long poll.
 const WAIT_SECS: u8 = 20;
@@ -140,11 +141,17 @@ pub async fn run<H: Handler, Q: WorkerQueue>(
     });
 
     let heartbeat_stop = CancellationToken::new();
-    let heartbeat_task = tokio::spawn(heartbeat(
-        Arc::clone(&shared),
-        heartbeat_period,
-        heartbeat_stop.clone(),
-    ));
+    let heartbeat_task = tokio::spawn(
+        Heartbeat {
+            queue: Arc::clone(&shared.queue),
+            queue_url: shared.config.queue_url.clone(),
+            visibility: shared.visibility,
+            in_flight: Arc::clone(&shared.in_flight),
+            metrics: Arc::clone(&shared.metrics),
+            errors: Arc::clone(&shared.errors),
+        }
+        .run(heartbeat_period, heartbeat_stop.clone()),
+    );
     let pollers = (shared.engine.config().in_flight_limit() + shared.config.prefetch)
         .div_ceil(RECEIVE_MAX)
         .clamp(1, 16);
@@ -406,45 +413,6 @@ fn dispatch<H: Handler, Q: WorkerQueue>(
             })
             .await;
     });
-}
-
-/// Keeps held messages invisible: every half period, extends those not
-/// extended for a whole one.
-async fn heartbeat<H: Handler, Q: WorkerQueue>(
-    shared: Arc<Shared<H, Q>>,
-    period: Duration,
-    stop: CancellationToken,
-) {
-    let timeout_secs = u32::try_from(shared.visibility.as_secs().max(1)).unwrap_or(u32::MAX);
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(period / 2) => {}
-            () = stop.cancelled() => return,
-        }
-        let due = shared.in_flight.due(period);
-        for chunk in due.chunks(sqsrt_sqs::MAX_BATCH_ENTRIES) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, receipt)| VisibilityChange {
-                    id: i.to_string(),
-                    receipt_handle: receipt.clone(),
-                    timeout_secs,
-                })
-                .collect();
-            let result = shared
-                .queue
-                .change_visibility_batch(&shared.config.queue_url, entries)
-                .await;
-            shared
-                .metrics
-                .sqs_call("ChangeMessageVisibilityBatch", result.is_ok());
-            match result {
-                Ok(_) => shared.errors.ok(),
-                Err(error) => shared.errors.failed(&error),
-            }
-        }
-    }
 }
 
 fn jitter(d: Duration) -> Duration {

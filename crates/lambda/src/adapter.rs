@@ -14,7 +14,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent, LambdaInvocation, Runtime, service
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use sqsrt_core::{BatchOptions, Engine, Handler, Message, Outcome, RetryPolicy};
-use sqsrt_sqs::QueueClient;
+use sqsrt_sqs::{Delivery, QueueClient};
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -297,15 +297,18 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
             abandon_deadline: deadline.map(|d| d.checked_sub(margin / 2).unwrap_or(now)),
             ..BatchOptions::default()
         };
-        let receive_counts: Vec<u32> = messages.iter().map(Message::receive_count).collect();
         // The ids outlive the messages (handlers consume them): copied into
         // one buffer, two allocations per batch instead of one per message.
         let id_text: String = messages.iter().map(Message::id).collect();
-        let mut ids: Vec<&str> = Vec::with_capacity(count);
+        let mut records: Vec<Delivery<'_>> = Vec::with_capacity(count);
         let mut rest = id_text.as_str();
         for message in &messages {
             let (id, after) = rest.split_at(message.id().len());
-            ids.push(id);
+            records.push(Delivery {
+                message_id: id,
+                receive_count: message.receive_count(),
+                fifo_group: message.group_id().is_some(),
+            });
             rest = after;
         }
         let copies: Vec<Message> = if self.settler.has_dlq() {
@@ -318,27 +321,19 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         let settle_until = deadline.map(|d| d.checked_sub(margin / 4).unwrap_or(now));
         let settled = self
             .settler
-            .settle(
-                outcomes,
-                &metas,
-                &copies,
-                &receive_counts,
-                &ids,
-                settle_until,
-            )
+            .settle(outcomes, &metas, &copies, &records, settle_until)
             .await;
         log_outcomes(
             &OutcomeLines {
-                ids: &ids,
+                records: &records,
                 settled: &settled,
-                receive_counts: &receive_counts,
                 elapsed: &elapsed,
             },
             split,
         );
         if let Some(detail) = detail {
-            detail.extend(ids.iter().zip(&settled).map(|(id, s)| RecordResult {
-                message_id: (*id).to_owned(),
+            detail.extend(records.iter().zip(&settled).map(|(r, s)| RecordResult {
+                message_id: r.message_id.to_owned(),
                 outcome: s.outcome.clone(),
                 listed: s.listed,
                 dead_lettered: s.dead_lettered,
@@ -347,11 +342,11 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
 
         let batch_item_failures: Vec<BatchItemFailure> = settled
             .iter()
-            .zip(&ids)
+            .zip(&records)
             .filter(|(s, _)| s.listed)
-            .map(|(_, id)| {
+            .map(|(_, r)| {
                 let mut failure = BatchItemFailure::default();
-                (*id).clone_into(&mut failure.item_identifier);
+                r.message_id.clone_into(&mut failure.item_identifier);
                 failure
             })
             .collect();
@@ -492,29 +487,25 @@ fn two_threads(count: usize) -> bool {
 
 /// What an invocation's outcome lines say, by record.
 struct OutcomeLines<'a> {
-    ids: &'a [&'a str],
+    records: &'a [Delivery<'a>],
     settled: &'a [Settled],
-    receive_counts: &'a [u32],
     elapsed: &'a [Option<Duration>],
 }
 
 impl OutcomeLines<'_> {
     fn split_at(&self, at: usize) -> (OutcomeLines<'_>, OutcomeLines<'_>) {
-        let (ids, ids2) = self.ids.split_at(at);
+        let (records, records2) = self.records.split_at(at);
         let (settled, settled2) = self.settled.split_at(at);
-        let (counts, counts2) = self.receive_counts.split_at(at);
         let (elapsed, elapsed2) = self.elapsed.split_at(at);
         (
             OutcomeLines {
-                ids,
+                records,
                 settled,
-                receive_counts: counts,
                 elapsed,
             },
             OutcomeLines {
-                ids: ids2,
+                records: records2,
                 settled: settled2,
-                receive_counts: counts2,
                 elapsed: elapsed2,
             },
         )
@@ -533,7 +524,7 @@ fn log_outcomes(lines: &OutcomeLines<'_>, split: bool) {
         batch(lines);
         return;
     }
-    let (first, second) = lines.split_at(lines.ids.len() / 2);
+    let (first, second) = lines.split_at(lines.records.len() / 2);
     // The caller's subscriber and span, also when the subscriber is this
     // thread's default rather than the global one.
     let span = tracing::Span::current();
@@ -560,24 +551,19 @@ fn log_outcomes(lines: &OutcomeLines<'_>, split: bool) {
 /// ran, `reason` when not a success), plus whether the record is listed and
 /// dead-lettered; `request_id` comes from the invocation's span.
 fn log_lines(lines: &OutcomeLines<'_>) {
-    for (((id, s), receive_count), elapsed) in lines
-        .ids
-        .iter()
-        .zip(lines.settled)
-        .zip(lines.receive_counts)
-        .zip(lines.elapsed)
-    {
+    for ((record, s), elapsed) in lines.records.iter().zip(lines.settled).zip(lines.elapsed) {
+        let (id, receive_count) = (record.message_id, record.receive_count);
         let outcome = s.outcome.kind().as_str();
         let duration_ms = elapsed.map(|e| u64::try_from(e.as_millis()).unwrap_or(u64::MAX));
         match s.outcome.reason() {
             // `as_str`, not `%`: a string field is written as is, without
             // the formatting machinery (a part of each line's cost).
             None => info!(
-                message_id = *id,
+                message_id = id,
                 outcome, receive_count, duration_ms, "Message processed."
             ),
             Some(reason) => info!(
-                message_id = *id,
+                message_id = id,
                 outcome,
                 receive_count,
                 duration_ms,

@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use sqsrt_core::{Message, Outcome, RetryPolicy, SkipReason};
+use sqsrt_core::{Message, Outcome, RetryPolicy};
 use sqsrt_sqs::{
-    MAX_BATCH_ENTRIES, QueueArn, QueueClient, SqsErrorKind, VisibilityChange, dead_letter_message,
-    visibility_secs,
+    Action, Delivery, MAX_BATCH_ENTRIES, QueueArn, QueueClient, SettlePolicy, SqsErrorKind,
+    VisibilityChange, dead_letter_message, is_fifo_queue, not_dead_lettered,
 };
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
@@ -62,22 +61,24 @@ impl<Q: QueueClient> Settler<Q> {
         self.dlq_url.is_some()
     }
 
-    /// Settles every record: dead-letters permanent failures when a DLQ is
-    /// configured, then sets the visibility of the records to be listed
-    /// (backoff for retries, 0 for skipped ones). SQS calls are best effort
-    /// and stop at `until`; a dead-letter send not confirmed by then is a
-    /// retry, so nothing is lost.
+    /// Settles every record by [`SettlePolicy`]: dead-letters permanent
+    /// failures when a DLQ is configured, then sets the visibility of the
+    /// records to be listed (backoff for retries, 0 or the failed group
+    /// mate's delay for skipped ones). SQS calls are best effort and stop at
+    /// `until`; a dead-letter send not confirmed by then is a retry, so
+    /// nothing is lost.
     ///
+    /// `records` describes each record (id, receive count, FIFO group);
     /// `copies` holds the messages (needed only with a DLQ).
     pub async fn settle(
         &self,
         outcomes: Vec<Outcome>,
         metas: &[RecordMeta],
         copies: &[Message],
-        receive_counts: &[u32],
-        ids: &[&str],
+        records: &[Delivery<'_>],
         until: Option<Instant>,
     ) -> Vec<Settled> {
+        let mut policy = SettlePolicy::new(self.retry, self.dlq_url.is_some());
         let mut settled: Vec<Settled> = outcomes
             .into_iter()
             .map(|outcome| {
@@ -91,9 +92,10 @@ impl<Q: QueueClient> Settler<Q> {
             .collect();
         let work = async {
             if let Some(dlq_url) = &self.dlq_url {
-                self.dead_letter(dlq_url, &mut settled, metas, copies).await;
+                self.dead_letter(dlq_url, &mut settled, metas, copies, records, &mut policy)
+                    .await;
             }
-            self.retime(&settled, metas, receive_counts, ids).await;
+            self.retime(&settled, metas, records, &mut policy).await;
         };
         match until {
             Some(until) => {
@@ -114,15 +116,19 @@ impl<Q: QueueClient> Settler<Q> {
         settled: &mut [Settled],
         metas: &[RecordMeta],
         copies: &[Message],
+        records: &[Delivery<'_>],
+        policy: &mut SettlePolicy,
     ) {
         let mut sends = JoinSet::new();
         let permits = Arc::new(tokio::sync::Semaphore::new(SQS_CONCURRENCY));
-        #[allow(clippy::case_sensitive_file_extension_comparisons)] // SQS requires exactly ".fifo"
-        let fifo_dlq = dlq_url.ends_with(".fifo");
+        let fifo_dlq = is_fifo_queue(dlq_url);
         for (index, s) in settled.iter_mut().enumerate() {
             let Outcome::Permanent { reason } = &s.outcome else {
                 continue;
             };
+            if policy.action(records[index], &s.outcome) != Action::DeadLetter {
+                continue;
+            }
             let source = metas[index]
                 .event_source_arn
                 .as_deref()
@@ -139,10 +145,8 @@ impl<Q: QueueClient> Settler<Q> {
                 }
                 Err(error) => {
                     warn!(message_id = copies[index].id(), %error, "Cannot dead-letter this message; it will be retried.");
-                    s.outcome = Outcome::Retry {
-                        reason: format!("{reason}; not dead-lettered: {error}"),
-                        delay: None,
-                    };
+                    s.outcome =
+                        not_dead_lettered(reason, format_args!("not dead-lettered: {error}"));
                 }
             }
         }
@@ -160,10 +164,10 @@ impl<Q: QueueClient> Settler<Q> {
                 Err(error) => {
                     warn!(message_id = copies[index].id(), %error, "Dead-letter send failed; the message will be retried.");
                     if let Outcome::Permanent { reason } = &s.outcome {
-                        s.outcome = Outcome::Retry {
-                            reason: format!("{reason}; dead-letter send failed: {error}"),
-                            delay: None,
-                        };
+                        s.outcome = not_dead_lettered(
+                            reason,
+                            format_args!("dead-letter send failed: {error}"),
+                        );
                     }
                 }
             }
@@ -173,61 +177,32 @@ impl<Q: QueueClient> Settler<Q> {
             if let Outcome::Permanent { reason } = &s.outcome
                 && !s.dead_lettered
             {
-                s.outcome = Outcome::Retry {
-                    reason: format!("{reason}; dead-letter send not confirmed"),
-                    delay: None,
-                };
+                s.outcome = not_dead_lettered(reason, "dead-letter send not confirmed");
             }
         }
     }
 
-    /// Sets retries to their backoff and skipped records to 0, in batches of
-    /// ten per queue. Failures are warned about once per invocation; a
-    /// denied permission turns this off for the life of the process.
-    ///
-    /// Records skipped behind a retried FIFO record share its delay: SQS keeps
-    /// the group locked meanwhile anyway, and servers that unlock a group as
-    /// soon as any of its messages is visible (LocalStack) keep its order.
+    /// Carries out the policy's visibility changes for the listed records,
+    /// in batches of ten per queue. Failures are warned about once per
+    /// invocation; a denied permission turns this off for the life of the
+    /// process.
     async fn retime(
         &self,
         settled: &[Settled],
         metas: &[RecordMeta],
-        receive_counts: &[u32],
-        ids: &[&str],
+        records: &[Delivery<'_>],
+        policy: &mut SettlePolicy,
     ) {
         if self.visibility_forbidden.load(Ordering::Relaxed) {
             return;
         }
-        let timeouts: Vec<Option<Duration>> = settled
-            .iter()
-            .enumerate()
-            .map(|(index, s)| match &s.outcome {
-                Outcome::Retry { delay, .. } if s.listed => {
-                    Some(self.retry.delay_for(receive_counts[index], *delay))
-                }
-                _ => None,
-            })
-            .collect();
-        let retried: HashMap<&str, Duration> = timeouts
-            .iter()
-            .zip(ids)
-            .filter_map(|(t, id)| t.map(|t| (*id, t)))
-            .collect();
         let mut by_arn: HashMap<&str, Vec<VisibilityChange>> = HashMap::new();
         for (index, s) in settled.iter().enumerate() {
-            let timeout = match (&s.outcome, timeouts[index]) {
-                (_, Some(timeout)) => timeout,
-                (
-                    Outcome::Skipped {
-                        reason: SkipReason::GroupFailed { failed_message_id },
-                    },
-                    None,
-                ) => retried
-                    .get(failed_message_id.as_str())
-                    .copied()
-                    .unwrap_or(Duration::ZERO),
-                (Outcome::Skipped { .. }, None) => Duration::ZERO,
-                _ => continue,
+            if !s.listed {
+                continue;
+            }
+            let Action::Retime { secs } = policy.action(records[index], &s.outcome) else {
+                continue;
             };
             let (Some(arn), Some(receipt_handle)) =
                 (&metas[index].event_source_arn, &metas[index].receipt_handle)
@@ -237,7 +212,7 @@ impl<Q: QueueClient> Settler<Q> {
             by_arn.entry(&**arn).or_default().push(VisibilityChange {
                 id: index.to_string(),
                 receipt_handle: receipt_handle.clone(),
-                timeout_secs: visibility_secs(timeout),
+                timeout_secs: secs,
             });
         }
         let mut calls = JoinSet::new();

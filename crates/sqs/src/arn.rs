@@ -48,9 +48,8 @@ impl QueueArn {
 
     /// Whether it names a FIFO queue.
     #[must_use]
-    #[allow(clippy::case_sensitive_file_extension_comparisons)] // SQS requires exactly ".fifo"
     pub fn is_fifo(&self) -> bool {
-        self.name.ends_with(".fifo")
+        crate::settle::is_fifo_queue(&self.name)
     }
 }
 

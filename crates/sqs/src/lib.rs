@@ -9,6 +9,7 @@
 //!   attribute calls, and [`Received`] messages.
 //! - [`message`]: core messages from SQS's attributes, visibility rounding.
 //! - [`error`]: [`SqsError`], classed by what the caller does next.
+//! - [`settle`]: [`SettlePolicy`], what both modes do with each outcome.
 //!
 //! ```
 //! use sqsrt_core::Message;
@@ -25,6 +26,7 @@ pub mod dead_letter;
 pub mod error;
 pub mod message;
 pub mod receive;
+pub mod settle;
 
 pub use arn::{ArnError, QueueArn};
 pub use client::{
@@ -34,3 +36,4 @@ pub use dead_letter::{DeadLetterError, OutgoingMessage, dead_letter_message};
 pub use error::{SqsError, SqsErrorKind};
 pub use message::{attribute_from_parts, message_from_parts, visibility_secs};
 pub use receive::{QueueAttributes, ReceiveOutput, ReceiveRequest, Received, WorkerQueue};
+pub use settle::{Action, Delivery, SettlePolicy, is_fifo_queue, not_dead_lettered};

@@ -2,17 +2,15 @@
 //! cannot be made to produce: expired receipt handles, partly refused delete
 //! batches, failing dead-letter sends.
 
-// Test code: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
-
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::{Held, Settlement, Settler};
+use crate::errors::ErrorLog;
+use crate::heartbeat::InFlight;
+use crate::metrics::Metrics;
 use sqsrt_core::{Message, Outcome, RetryPolicy, SkipReason};
-use sqsrt_k8s_worker::errors::ErrorLog;
-use sqsrt_k8s_worker::metrics::Metrics;
-use sqsrt_k8s_worker::settle::{Held, InFlight, Settlement, Settler};
 use sqsrt_sqs::{
     EntryFailure, OutgoingMessage, QueueArn, QueueAttributes, QueueClient, ReceiveOutput,
     ReceiveRequest, SqsError, SqsErrorKind, VisibilityChange, WorkerQueue,
