@@ -1,0 +1,133 @@
+//! One handler run as a future: the handler's own future under its timeout,
+//! with panics caught, handing back what [`TaskOutput`] says; and when its
+//! first poll runs inline on the batch's task ([`InlinePolls`]).
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{Instant, Sleep, sleep_until};
+
+use super::panic_message;
+use crate::handler::{Context, Handler, HandlerError};
+use crate::message::Message;
+use crate::outcome::Outcome;
+
+/// What a handler task hands back: its message's index, the handler's result
+/// (`Ok(None)` on timeout, `Err` with the message of a panic) and how long it
+/// ran. Panics are caught inside the task, so the index always comes back
+/// and no task-id lookup is needed per message.
+pub(super) type TaskOutput = (
+    usize,
+    Result<Option<Result<(), HandlerError>>, String>,
+    Duration,
+);
+
+/// A first poll longer than this counts as slow (see [`InlinePolls`]).
+const INLINE_POLL_LIMIT: Duration = Duration::from_micros(100);
+
+/// Slow first polls in a row that turn inline polling off for the rest of a
+/// batch. One is not enough: on a busy machine the OS takes the thread away
+/// for a millisecond now and then, and a single such pause spawned the rest
+/// of a 10,000-record no-op batch (seen in `perf`: every handler a task).
+const INLINE_SLOW_STREAK: u8 = 3;
+
+/// Whether handlers still get their first poll on the batch's task (see
+/// `Batch::start_next`): yes until [`INLINE_SLOW_STREAK`] first polls in a row
+/// took longer than [`INLINE_POLL_LIMIT`] (CPU-heavy handlers).
+#[derive(Debug, Default)]
+pub(super) struct InlinePolls {
+    slow_streak: u8,
+}
+
+impl InlinePolls {
+    pub(super) fn enabled(&self) -> bool {
+        self.slow_streak < INLINE_SLOW_STREAK
+    }
+
+    pub(super) fn record(&mut self, took: Duration) {
+        self.slow_streak = if took > INLINE_POLL_LIMIT {
+            self.slow_streak + 1
+        } else {
+            0
+        };
+    }
+}
+
+/// The future of one handler run: `handler` on `message` (the batch's
+/// `index`), timed from `started`, holding its in-flight `permit` until it
+/// ends. Boxed so that it can move into a task after its first poll.
+pub(super) fn handler_task<H: Handler>(
+    handler: Arc<H>,
+    message: Message,
+    ctx: Context,
+    index: usize,
+    started: Instant,
+    timeout: Duration,
+    permit: OwnedSemaphorePermit,
+) -> Pin<Box<impl Future<Output = TaskOutput> + Send + 'static>> {
+    Box::pin(async move {
+        let _permit = permit;
+        let run = AssertUnwindSafe(async move {
+            let mut handling = std::pin::pin!(handler.handle(message, ctx));
+            // `tokio::time::timeout`, with its timer made on the first
+            // poll that finds the handler waiting: one that finishes at
+            // once (most of a quick batch) costs no timer, runtime
+            // handle or clock read.
+            let mut timer = std::pin::pin!(None::<Sleep>);
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(result) = handling.as_mut().poll(cx) {
+                    return Poll::Ready(Some(result));
+                }
+                if timer.is_none() {
+                    timer.set(Some(sleep_until(started + timeout)));
+                }
+                match timer.as_mut().as_pin_mut() {
+                    Some(sleep) => sleep.poll(cx).map(|()| None),
+                    None => Poll::Pending,
+                }
+            })
+            .await
+        })
+        .catch_unwind()
+        .await;
+        let result = run.map_err(|payload| panic_message(&*payload));
+        (index, result, started.elapsed())
+    })
+}
+
+/// A finished handler's output as its message's outcome (`timeout`: the
+/// handler timeout, named in the reason when it ran out).
+pub(super) fn outcome_of(
+    output: TaskOutput,
+    timeout: Duration,
+) -> (usize, Outcome, Option<Duration>) {
+    match output {
+        (index, Ok(Some(result)), elapsed) => (
+            index,
+            result.map_or_else(Outcome::from, |()| Outcome::Success),
+            Some(elapsed),
+        ),
+        (index, Ok(None), elapsed) => (
+            index,
+            Outcome::Retry {
+                reason: format!("handler timed out after {timeout:?}"),
+                delay: None,
+            },
+            Some(elapsed),
+        ),
+        (index, Err(panic), _) => (
+            index,
+            Outcome::Retry {
+                reason: format!("handler panicked: {panic}"),
+                delay: None,
+            },
+            None,
+        ),
+    }
+}
