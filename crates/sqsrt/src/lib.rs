@@ -52,8 +52,11 @@
 //! A program with its own flags, AWS config, shutdown token or logging uses
 //! [`Runner`], where every setting can be given in code.
 //!
-//! Layout: [`Runner`] (settings, init, modes), [`logging`] (JSON lines),
-//! `testing` (the test kit, cargo feature `testing`); the engine lives in
+//! Layout: [`Runner`] (settings, init, modes), `settings` (their validation,
+//! one place for both ways of giving them), [`Error`], `process` (runtime,
+//! signals, Lambda's environment), [`logging`] (JSON lines), `cli` and
+//! `handlers` (the binary's flags and built-in handlers), `testing` (the test
+//! kit, cargo feature `testing`); the engine lives in
 //! `sqsrt-core`, the platforms in `sqsrt-lambda` and `sqsrt-k8s-worker`.
 //!
 //! Allocator: a library cannot choose the global allocator. The `sqsrt`
@@ -62,7 +65,9 @@
 //! `main.rs` with the `mimalloc` crate, as the scaffold does.
 
 mod cli;
+mod error;
 mod handlers;
+mod process;
 mod runner;
 mod settings;
 
@@ -73,7 +78,8 @@ pub mod testing;
 use std::future::Future;
 use std::process::ExitCode;
 
-pub use runner::{Error, Mode, Runner, build_runtime};
+pub use process::build_runtime;
+pub use runner::{Error, Mode, Runner};
 pub use settings::ConfigProblem;
 pub use sqsrt_core::envelope::{self, EventBridge, S3, Sns};
 pub use sqsrt_core::{

@@ -13,7 +13,11 @@ use sqsrt_lambda::SqsLambda;
 use sqsrt_sqs::SqsClient;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::error::Error;
 use crate::logging;
+use crate::process::{
+    build_runtime, lambda_environment_problems, report_lambda_init_error, shutdown_on_signal,
+};
 use crate::settings::{ConfigProblem, Settings};
 
 /// Where sqsrt runs.
@@ -35,55 +39,6 @@ impl Mode {
             Self::Lambda
         } else {
             Self::Worker
-        }
-    }
-}
-
-/// Why sqsrt stopped.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The configuration is invalid; every problem is listed.
-    #[error("invalid configuration:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
-    Config(Vec<ConfigProblem>),
-    /// The handler's init failed; `reason` is its whole source chain.
-    #[error("handler init failed: {reason}")]
-    Init {
-        /// The error and its sources, one line (`outer: cause: root cause`).
-        reason: String,
-        /// The error itself.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// The Lambda runtime failed (the Runtime API could not be reached).
-    #[error("Lambda runtime failed: {0}")]
-    Lambda(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The worker could not run.
-    #[error(transparent)]
-    Worker(#[from] sqsrt_k8s_worker::WorkerError),
-    /// The worker's shutdown grace ran out; the messages still running were released.
-    #[error("shutdown grace ran out; the messages still running were released to the queue")]
-    ShutdownGraceExpired,
-    /// The async runtime could not start ([`Runner::main`]).
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(#[source] std::io::Error),
-}
-
-impl Error {
-    /// The process exit status for this error: 2 for configuration
-    /// problems, 1 otherwise.
-    #[must_use]
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            Self::Config(_) => ExitCode::from(2),
-            _ => ExitCode::FAILURE,
-        }
-    }
-
-    fn init(error: anyhow::Error) -> Self {
-        Self::Init {
-            reason: format!("{error:#}"),
-            source: error.into(),
         }
     }
 }
@@ -546,135 +501,9 @@ impl Runner {
     }
 }
 
-/// The async runtime for `threads` (`None`: one per CPU available to the
-/// process, cgroup quota included). One thread runs a current-thread
-/// runtime: no hand-offs and wake-ups between threads (docs/performance.md).
-///
-/// # Errors
-///
-/// When the OS refuses the runtime's threads or its I/O driver.
-pub fn build_runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let threads = threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
-    let mut builder = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(threads);
-        builder
-    };
-    builder.enable_all().build()
-}
-
-/// Tells Lambda why this environment cannot start (when there is a Runtime
-/// API to tell); the error is also logged and returned by the caller.
-async fn report_lambda_init_error(error_type: &str, error: &Error) {
-    let Some(api) = std::env::var("AWS_LAMBDA_RUNTIME_API")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        return;
-    };
-    if let Err(report) = sqsrt_lambda::report_init_error(&api, error_type, &error.to_string()).await
-    {
-        tracing::warn!(error = %report, "Cannot report the init error to the Runtime API.");
-    }
-}
-
-/// SIGTERM or SIGINT cancels `shutdown` (the worker drains); with
-/// `second_exits`, a second one exits at once with status 1 (the queue
-/// redelivers what was held).
-fn shutdown_on_signal(shutdown: CancellationToken, second_exits: bool) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("Cannot install signal handlers; the worker stops only when killed.");
-        return;
-    };
-    tokio::spawn(async move {
-        for n in 0..2 {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
-            if n == 0 {
-                tracing::info!(
-                    signal = name,
-                    "Signal received: draining (a second signal exits at once)."
-                );
-                shutdown.cancel();
-            } else if second_exits {
-                tracing::warn!(
-                    signal = name,
-                    "Second signal: exiting now; held messages return after their visibility timeout."
-                );
-                std::process::exit(1);
-            }
-        }
-    });
-}
-
-/// The variables the Lambda service sets and the runtime needs; checked up
-/// front so a missing one is a named configuration error, not a panic.
-fn lambda_environment_problems(var: impl Fn(&str) -> Option<String>) -> Vec<ConfigProblem> {
-    let mut problems = Vec::new();
-    for name in [
-        "AWS_LAMBDA_RUNTIME_API",
-        "AWS_LAMBDA_FUNCTION_NAME",
-        "AWS_LAMBDA_FUNCTION_VERSION",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-    ] {
-        match var(name) {
-            None => problems.push(ConfigProblem(format!(
-                "{name} is not set: Lambda sets it; locally, use `cargo lambda watch` or set it yourself"
-            ))),
-            Some(v) if name == "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" && v.trim().parse::<i32>().is_err() => {
-                problems.push(ConfigProblem(format!("{name}={v:?} is not a whole number of megabytes")));
-            }
-            Some(v) if name == "AWS_LAMBDA_RUNTIME_API" => {
-                problems.extend(sqsrt_lambda::runtime_api_problem(&v).map(ConfigProblem));
-            }
-            Some(_) => {}
-        }
-    }
-    problems
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn missing_lambda_variables_are_named() {
-        let all = |name: &str| {
-            Some(
-                if name.ends_with("MEMORY_SIZE") {
-                    "128"
-                } else {
-                    "x"
-                }
-                .to_owned(),
-            )
-        };
-        assert!(lambda_environment_problems(all).is_empty());
-        let problems = lambda_environment_problems(|name: &str| match name {
-            "AWS_LAMBDA_RUNTIME_API" => Some("127.0.0.1:9001/no-scheme".to_owned()),
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" => Some("lots".to_owned()),
-            _ => None,
-        });
-        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        assert_eq!(text.len(), 4, "{text:?}");
-        assert!(
-            text[0].starts_with(
-                "AWS_LAMBDA_RUNTIME_API=\"127.0.0.1:9001/no-scheme\" is not host:port"
-            )
-        );
-        assert!(text[1].starts_with("AWS_LAMBDA_FUNCTION_NAME is not set"));
-        assert!(text[3].contains("\"lots\" is not a whole number"));
-    }
 
     #[test]
     fn settings_set_in_code_are_validated_like_flags() {
