@@ -10,7 +10,7 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use libfuzzer_sys::fuzz_target;
 use sqsrt_lambda::SqsRecords;
-use sqsrt_lambda::event::into_messages;
+use sqsrt_lambda::stock::into_messages;
 
 fuzz_target!(|bytes: &[u8]| {
     let stock = serde_json::from_slice::<SqsEvent>(bytes).map(into_messages);

@@ -11,7 +11,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use sqsrt_core::{Context, Engine, EngineConfig, HandlerError, Message, handler_fn};
-use sqsrt_lambda::event::into_messages;
+use sqsrt_lambda::stock::into_messages;
 use sqsrt_lambda::{IntoRecords, LambdaConfig, SqsLambda, SqsRecords};
 use sqsrt_sqs::{EntryFailure, OutgoingMessage, QueueArn, QueueClient, SqsError, VisibilityChange};
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, SystemTime};
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
 use bytes::Bytes;
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Diagnostic, LambdaEvent, LambdaInvocation, Runtime, service_fn};
@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::decode::SqsRecords;
-use crate::event::{EventError, RecordMeta, into_messages, time_left};
+use crate::event::{EventError, RecordMeta, time_left};
 use crate::settle::{Settled, Settler};
 
 /// Lambda-mode settings (docs/design.md, "Configuration").
@@ -104,8 +104,8 @@ impl From<InvocationError> for Diagnostic {
 }
 
 /// An invocation payload the adapter can turn into messages: [`SqsRecords`]
-/// (the fast decoder [`SqsLambda::run`] uses) or `aws_lambda_events`'
-/// `SqsEvent`.
+/// (the fast decoder [`SqsLambda::run`] uses), or with the feature
+/// `stock-decode`, `aws_lambda_events`' `SqsEvent`.
 pub trait IntoRecords {
     /// The messages and what settling them needs, in record order.
     ///
@@ -124,12 +124,6 @@ impl IntoRecords for SqsRecords {
 impl IntoRecords for Result<SqsRecords, EventError> {
     fn into_records(self) -> Result<(Vec<Message>, Vec<RecordMeta>), EventError> {
         self?.into_messages()
-    }
-}
-
-impl IntoRecords for SqsEvent {
-    fn into_records(self) -> Result<(Vec<Message>, Vec<RecordMeta>), EventError> {
-        into_messages(self)
     }
 }
 

@@ -2,10 +2,13 @@
 //! with a batch, and the function answers with an `SqsBatchResponse` listing
 //! only the failed records (`ReportBatchItemFailures`).
 //!
-//! Start with [`SqsLambda`]: it checks the event ([`event`]), runs the records
-//! through the core engine under the invocation deadline minus a margin,
-//! settles each outcome with SQS ([`settle`]: dead-letter, backoff, release)
-//! and builds the response.
+//! Start with [`SqsLambda`]: it decodes the event ([`decode`], checked before
+//! anything runs; [`event`]), runs the records through the core engine under
+//! the invocation deadline minus a margin, settles each outcome with SQS
+//! ([`settle`]: `sqsrt_sqs::SettlePolicy` carried out as dead-letter copies
+//! and visibility changes) and builds the response. The feature
+//! `stock-decode` adds `stock`, the `aws_lambda_events` decode path the
+//! decoder is tested, fuzzed and benched against.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -26,6 +29,8 @@ pub mod decode;
 pub mod event;
 mod init_error;
 pub mod settle;
+#[cfg(feature = "stock-decode")]
+pub mod stock;
 
 /// The name of the span an invocation's outcome lines are logged in, just
 /// before its response is sent. A logging layer may hold the lines of such a

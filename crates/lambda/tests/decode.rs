@@ -4,7 +4,7 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::{Value, json};
-use sqsrt_lambda::event::into_messages;
+use sqsrt_lambda::stock::into_messages;
 use sqsrt_lambda::{EventError, SqsRecords};
 
 /// Both decoders on the same bytes: equal results, or both rejecting.
