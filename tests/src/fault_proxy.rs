@@ -4,15 +4,25 @@
 //! connection resets, and a full outage (every connection reset, including
 //! long polls already waiting upstream).
 //!
+//! It also watches what passes (without a fault): which message each
+//! receipt handle belongs to (`ReceiveMessage` answers) and every message
+//! deleted (`DeleteMessage`, `DeleteMessageBatch` entries the server
+//! confirmed), with the time the delete reached it. The suites compare those
+//! deletes with the worker's outcome lines: an independent check that
+//! nothing is deleted before it succeeded.
+//!
 //! Hand-written on tokio rather than a proxy crate: it must decide per
 //! request and reset connections (RST), which HTTP-level proxies do not
 //! expose. It understands just enough HTTP/1.1 for the AWS SDK and
 //! LocalStack: `Content-Length` bodies and chunked responses.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
 
 use anyhow::{Context as _, bail};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
@@ -60,11 +70,115 @@ impl Injected {
     }
 }
 
+/// One message the server confirmed deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    /// Its message id (from the `ReceiveMessage` answer that gave the handle).
+    pub message_id: String,
+    /// When the delete request reached the proxy.
+    pub at: SystemTime,
+}
+
+/// What the proxy saw pass.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Receipt handle to message id, from every `ReceiveMessage` answer.
+    receipts: Mutex<HashMap<String, String>>,
+    deletes: Mutex<Vec<Deleted>>,
+    /// Deletes of a receipt handle never seen received (must stay 0).
+    unknown_receipts: AtomicU64,
+}
+
+impl Observed {
+    /// Every confirmed delete so far, in the order they reached the proxy.
+    ///
+    /// # Panics
+    ///
+    /// When a thread panicked while recording (a test failure anyway).
+    #[must_use]
+    pub fn deletes(&self) -> Vec<Deleted> {
+        self.deletes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Confirmed deletes of receipt handles the proxy never saw received.
+    #[must_use]
+    pub fn unknown_receipts(&self) -> u64 {
+        self.unknown_receipts.load(Ordering::Relaxed)
+    }
+
+    /// Learns message ids from an exchange, and records confirmed deletes.
+    fn exchange(&self, target: &str, request: &[u8], response: &[u8], at: SystemTime) {
+        let (Some(request), Some(response)) = (json_body(request), json_body(response)) else {
+            return;
+        };
+        match target {
+            "AmazonSQS.ReceiveMessage" => {
+                let mut receipts = self
+                    .receipts
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for m in response["Messages"].as_array().into_iter().flatten() {
+                    if let (Some(id), Some(receipt)) =
+                        (m["MessageId"].as_str(), m["ReceiptHandle"].as_str())
+                    {
+                        receipts.insert(receipt.to_owned(), id.to_owned());
+                    }
+                }
+            }
+            // A success answers with an empty object, an error with its `__type`.
+            "AmazonSQS.DeleteMessage" if response.get("__type").is_none() => {
+                self.deleted(request["ReceiptHandle"].as_str(), at);
+            }
+            "AmazonSQS.DeleteMessageBatch" => {
+                let confirmed: Vec<&str> = response["Successful"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e["Id"].as_str())
+                    .collect();
+                for entry in request["Entries"].as_array().into_iter().flatten() {
+                    if entry["Id"]
+                        .as_str()
+                        .is_some_and(|id| confirmed.contains(&id))
+                    {
+                        self.deleted(entry["ReceiptHandle"].as_str(), at);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn deleted(&self, receipt: Option<&str>, at: SystemTime) {
+        let id = receipt.and_then(|r| {
+            self.receipts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(r)
+                .cloned()
+        });
+        match id {
+            Some(message_id) => self
+                .deletes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(Deleted { message_id, at }),
+            None => {
+                self.unknown_receipts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// The running proxy; stops when dropped.
 pub struct FaultProxy {
     addr: SocketAddr,
     fault: watch::Sender<Fault>,
     injected: Arc<Injected>,
+    observed: Arc<Observed>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -86,14 +200,16 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let (fault, watching) = watch::channel(Fault::None);
         let injected = Arc::new(Injected::default());
-        let counters = Arc::clone(&injected);
+        let observed = Arc::new(Observed::default());
+        let (counters, watch_log) = (Arc::clone(&injected), Arc::clone(&observed));
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let watching = watching.clone();
                 let counters = Arc::clone(&counters);
+                let watch_log = Arc::clone(&watch_log);
                 tokio::spawn(async move {
                     // A connection ends on EOF, reset or error: all expected here.
-                    let _ = serve(client, upstream, watching, &counters).await;
+                    let _ = serve(client, upstream, watching, &counters, &watch_log).await;
                 });
             }
         });
@@ -101,6 +217,7 @@ impl FaultProxy {
             addr,
             fault,
             injected,
+            observed,
             accept,
         })
     }
@@ -121,6 +238,12 @@ impl FaultProxy {
     pub fn injected(&self) -> &Injected {
         &self.injected
     }
+
+    /// What passed through so far.
+    #[must_use]
+    pub fn observed(&self) -> &Observed {
+        &self.observed
+    }
 }
 
 impl Drop for FaultProxy {
@@ -134,6 +257,7 @@ async fn serve(
     upstream: SocketAddr,
     mut fault: watch::Receiver<Fault>,
     injected: &Injected,
+    observed: &Observed,
 ) -> anyhow::Result<()> {
     let mut upstream_conn: Option<TcpStream> = None;
     let mut pending = Vec::new();
@@ -179,6 +303,8 @@ async fn serve(
             upstream_conn = Some(TcpStream::connect(upstream).await?);
         }
         let conn = upstream_conn.as_mut().expect("connected above");
+        let target = header(&request, "x-amz-target");
+        let sent_at = SystemTime::now();
         conn.write_all(&request).await?;
         let mut upstream_pending = Vec::new();
         // A long poll may wait upstream for 20 s: an outage meanwhile resets it.
@@ -189,6 +315,9 @@ async fn serve(
         let Some(response) = response else {
             bail!("upstream closed the connection");
         };
+        if let Some(target) = &target {
+            observed.exchange(target, &request, &response, sent_at);
+        }
         client.write_all(&response).await?;
         if header_says_close(&response) {
             upstream_conn = None;
@@ -223,6 +352,41 @@ fn error_response(status: u16, code: &str, message: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// The value of header `name` (lower case) in a message's head.
+fn header(message: &[u8], name: &str) -> Option<String> {
+    let head_end = find(message, b"\r\n\r\n").unwrap_or(message.len());
+    String::from_utf8_lossy(&message[..head_end])
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+}
+
+/// A message's body as JSON (chunked bodies joined), if it is JSON.
+fn json_body(message: &[u8]) -> Option<Value> {
+    let head_end = find(message, b"\r\n\r\n")? + 4;
+    let body = &message[head_end..];
+    let chunked = header(message, "transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    if !chunked {
+        return serde_json::from_slice(body).ok();
+    }
+    let mut joined = Vec::new();
+    let mut at = 0;
+    loop {
+        let line_end = at + find(&body[at..], b"\r\n")?;
+        let size_text = std::str::from_utf8(&body[at..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return serde_json::from_slice(&joined).ok();
+        }
+        joined.extend_from_slice(body.get(line_end + 2..line_end + 2 + size)?);
+        at = line_end + 2 + size + 2;
+    }
 }
 
 fn header_says_close(message: &[u8]) -> bool {
@@ -352,5 +516,36 @@ mod tests {
             String::from_utf8_lossy(&whole)
         );
         assert_eq!(pending, b"NEXT");
+    }
+
+    #[test]
+    fn confirmed_deletes_are_recorded_by_message_id() {
+        let observed = Observed::default();
+        let at = SystemTime::now();
+        let http = |head: &str, body: &str| {
+            format!("{head}\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+        };
+        // A chunked answer, as LocalStack may send.
+        let receive_answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2e\r\n{\"Messages\":[{\"MessageId\":\"m1\",\"ReceiptHandle\"\r\n30\r\n:\"r1\"},{\"MessageId\":\"m2\",\"ReceiptHandle\":\"r2\"}]}\r\n0\r\n\r\n";
+        observed.exchange(
+            "AmazonSQS.ReceiveMessage",
+            &http("POST / HTTP/1.1", "{}"),
+            receive_answer,
+            at,
+        );
+        observed.exchange(
+            "AmazonSQS.DeleteMessageBatch",
+            &http("POST / HTTP/1.1", r#"{"Entries":[{"Id":"0","ReceiptHandle":"r1"},{"Id":"1","ReceiptHandle":"r2"},{"Id":"2","ReceiptHandle":"r9"}]}"#),
+            &http("HTTP/1.1 200 OK", r#"{"Successful":[{"Id":"0"},{"Id":"2"}],"Failed":[{"Id":"1","Code":"ReceiptHandleIsInvalid"}]}"#),
+            at,
+        );
+        assert_eq!(
+            observed.deletes(),
+            [Deleted {
+                message_id: "m1".into(),
+                at
+            }]
+        );
+        assert_eq!(observed.unknown_receipts(), 1, "r9 was never received");
     }
 }

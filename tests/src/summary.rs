@@ -24,7 +24,8 @@ pub struct Row {
     pub dead_lettered: u64,
     /// Sent, gone from the queue, never succeeded (must be 0).
     pub lost: u64,
-    /// Deleted without a success anywhere (must be 0).
+    /// Deleted (as the fault proxy saw it on the wire) before the message's
+    /// success line was logged, or without one (must be 0).
     pub deleted_before_success: u64,
     /// Success lines beyond the first per message.
     pub duplicates: u64,

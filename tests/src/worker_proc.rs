@@ -5,11 +5,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
+use crate::fault_proxy::{Deleted, Observed};
 use crate::{localstack, sqsrt_bin};
 
 /// A running worker; killed when dropped.
@@ -306,6 +307,71 @@ pub fn successes(processed: &[Processed]) -> std::collections::HashSet<String> {
         .collect()
 }
 
+/// The messages deleted (as the fault proxy saw the server confirm it) before
+/// any `success` or `permanent` line of theirs was logged, or with none at
+/// all: must be empty. Independent of the lost count: it reads the deletes
+/// off the wire, not the log. A `permanent` line is logged only once the
+/// dead-letter copy is stored, so it justifies a delete like a success.
+///
+/// # Panics
+///
+/// When an outcome line's timestamp is not RFC 3339 (sqsrt always writes one).
+#[must_use]
+pub fn deleted_before_success(deletes: &[Deleted], processed: &[Processed]) -> Vec<String> {
+    let mut settled_at: std::collections::HashMap<&str, SystemTime> =
+        std::collections::HashMap::new();
+    for p in processed {
+        if p.outcome != "success" && p.outcome != "permanent" {
+            continue;
+        }
+        let at = SystemTime::from(
+            chrono::DateTime::parse_from_rfc3339(&p.timestamp)
+                .expect("outcome lines carry an RFC 3339 timestamp"),
+        );
+        settled_at
+            .entry(p.message_id.as_str())
+            .and_modify(|first| *first = (*first).min(at))
+            .or_insert(at);
+    }
+    deletes
+        .iter()
+        .filter(|d| {
+            settled_at
+                .get(d.message_id.as_str())
+                .is_none_or(|at| *at > d.at)
+        })
+        .map(|d| d.message_id.clone())
+        .collect()
+}
+
+/// The delete accounting of a suite run through the fault proxy: the
+/// messages deleted before their success line ([`deleted_before_success`]),
+/// and how many of `sent` the proxy never saw deleted.
+///
+/// # Errors
+///
+/// When a delete named a receipt handle the proxy never saw received (the
+/// observation itself is broken).
+pub fn delete_accounting(
+    observed: &Observed,
+    processed: &[Processed],
+    sent: impl IntoIterator<Item = impl AsRef<str>>,
+) -> anyhow::Result<(Vec<String>, usize)> {
+    anyhow::ensure!(
+        observed.unknown_receipts() == 0,
+        "{} deletes of receipt handles the proxy never saw received",
+        observed.unknown_receipts()
+    );
+    let deletes = observed.deletes();
+    let seen: std::collections::HashSet<&str> =
+        deletes.iter().map(|d| d.message_id.as_str()).collect();
+    let unseen = sent
+        .into_iter()
+        .filter(|id| !seen.contains(id.as_ref()))
+        .count();
+    Ok((deleted_before_success(&deletes, processed), unseen))
+}
+
 /// Waits until `done` holds, polling every 100 ms.
 ///
 /// # Errors
@@ -324,4 +390,46 @@ pub async fn until(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(id: &str, outcome: &str, timestamp: &str) -> Processed {
+        Processed {
+            message_id: id.into(),
+            outcome: outcome.into(),
+            receive_count: 1,
+            reason: None,
+            timestamp: timestamp.into(),
+        }
+    }
+
+    #[test]
+    fn a_delete_counts_as_early_unless_a_success_was_logged_before_it() {
+        let at = |micros: u64| {
+            SystemTime::UNIX_EPOCH
+                + Duration::from_secs(1_795_000_000)
+                + Duration::from_micros(micros)
+        };
+        // 1_795_000_000 s since the epoch is 2026-11-18T11:06:40Z.
+        let processed = [
+            line("before", "success", "2026-11-18T11:06:40.000100Z"),
+            line("after", "retry", "2026-11-18T11:06:40.000100Z"),
+            line("after", "success", "2026-11-18T11:06:40.000900Z"),
+            line("dead", "permanent", "2026-11-18T11:06:40.000100Z"),
+        ];
+        let deletes: Vec<Deleted> = ["before", "after", "dead", "never"]
+            .into_iter()
+            .map(|id| Deleted {
+                message_id: id.into(),
+                at: at(500),
+            })
+            .collect();
+        assert_eq!(
+            deleted_before_success(&deletes, &processed),
+            ["after", "never"]
+        );
+    }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sqsrt_e2e::fault_proxy::{Fault, FaultProxy};
 use sqsrt_e2e::localstack::{self, Queues};
 use sqsrt_e2e::summary;
-use sqsrt_e2e::worker_proc::{WorkerProc, bodies, successes, until};
+use sqsrt_e2e::worker_proc::{WorkerProc, bodies, delete_accounting, successes, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_rides_out_errors_throttling_latency_resets_and_an_outage() -> anyhow::Result<()> {
@@ -86,14 +86,8 @@ async fn worker_rides_out_errors_throttling_latency_resets_and_an_outage() -> an
     let lost: Vec<&String> = sent.difference(&succeeded).collect();
     let success_lines = processed.iter().filter(|p| p.outcome == "success").count();
     let injected = proxy.injected();
-    println!(
-        "injected: {} server errors, {} throttles, {} delayed, {} resets",
-        injected.server_errors.load(Ordering::Relaxed),
-        injected.throttles.load(Ordering::Relaxed),
-        injected.delayed.load(Ordering::Relaxed),
-        injected.resets.load(Ordering::Relaxed),
-    );
     let (dead_lettered, _) = localstack::depth(&sqs, &dlq_url).await?;
+    let (early, unseen) = delete_accounting(proxy.observed(), &processed, &sent)?;
     summary::record(&summary::Row {
         suite: format!("SQS faults via proxy ({outage_secs} s outage)"),
         rounds: phases.len() as u64,
@@ -103,10 +97,20 @@ async fn worker_rides_out_errors_throttling_latency_resets_and_an_outage() -> an
         succeeded: succeeded.len() as u64,
         dead_lettered,
         lost: lost.len() as u64,
-        deleted_before_success: lost.len() as u64,
+        deleted_before_success: early.len() as u64,
         duplicates: (success_lines - succeeded.len()) as u64,
     })?;
     assert!(lost.is_empty(), "never succeeded: {lost:?}");
+    assert!(
+        early.is_empty(),
+        "deleted before a success was logged: {early:?}"
+    );
+    // A delete answered during the outage is not seen; the rest are.
+    assert!(
+        unseen < sent.len() / 2,
+        "the proxy saw few deletes ({unseen} of {} unseen): the check above proved little",
+        sent.len()
+    );
     assert_eq!(
         dead_lettered, 0,
         "no handler failed, nothing may be dead-lettered"
@@ -117,6 +121,13 @@ async fn worker_rides_out_errors_throttling_latency_resets_and_an_outage() -> an
 
 /// Each fault kind reached the worker (a phase that injected nothing proved nothing).
 fn every_kind_injected(injected: &sqsrt_e2e::fault_proxy::Injected) {
+    println!(
+        "injected: {} server errors, {} throttles, {} delayed, {} resets",
+        injected.server_errors.load(Ordering::Relaxed),
+        injected.throttles.load(Ordering::Relaxed),
+        injected.delayed.load(Ordering::Relaxed),
+        injected.resets.load(Ordering::Relaxed),
+    );
     for (kind, count) in [
         ("server errors", &injected.server_errors),
         ("throttles", &injected.throttles),

@@ -2,15 +2,18 @@
 //! them killed at a random moment every round (SIGTERM or SIGKILL, chosen at
 //! random) and restarted. Accounting from the queue and every process's log:
 //! each message sent succeeded at least once, the queue ends empty, nothing is
-//! lost; duplicates are counted. `SQSRT_KILL_ROUNDS` sets the rounds (CI: 6;
+//! lost; duplicates are counted. The workers reach LocalStack through the
+//! fault proxy, without faults, which records every delete: none may come
+//! before the message's success line. `SQSRT_KILL_ROUNDS` sets the rounds (CI: 6;
 //! `scripts/reliability.sh` runs 40), `SQSRT_KILL_SEED` the random seed.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use sqsrt_e2e::fault_proxy::FaultProxy;
 use sqsrt_e2e::localstack::{self, Queues};
 use sqsrt_e2e::summary;
-use sqsrt_e2e::worker_proc::{Processed, WorkerProc, successes};
+use sqsrt_e2e::worker_proc::{Processed, WorkerProc, delete_accounting, successes};
 
 const WORKERS: usize = 3;
 
@@ -38,8 +41,10 @@ async fn kill_storm_loses_nothing() -> anyhow::Result<()> {
         "--handler-timeout-secs",
         "2",
     ];
+    let proxy = FaultProxy::start(&localstack::endpoint()?).await?;
+    let endpoint = proxy.endpoint();
     let mut running: Vec<WorkerProc> = (0..WORKERS)
-        .map(|_| WorkerProc::start(&url, &args))
+        .map(|_| WorkerProc::start_via(&endpoint, &url, &args))
         .collect::<anyhow::Result<_>>()?;
     let mut finished: Vec<Processed> = Vec::new();
     let mut sent: HashSet<String> = HashSet::new();
@@ -68,7 +73,7 @@ async fn kill_storm_loses_nothing() -> anyhow::Result<()> {
             worker.wait_exit(Duration::from_secs(5))?;
         }
         finished.extend(worker.processed());
-        running.push(WorkerProc::start(&url, &args)?);
+        running.push(WorkerProc::start_via(&endpoint, &url, &args)?);
     }
 
     localstack::wait_empty(&sqs, &url, Duration::from_secs(90)).await?;
@@ -81,6 +86,7 @@ async fn kill_storm_loses_nothing() -> anyhow::Result<()> {
     let succeeded = successes(&finished);
     let success_lines = finished.iter().filter(|p| p.outcome == "success").count();
     let lost: Vec<&String> = sent.difference(&succeeded).collect();
+    let (early, unseen) = delete_accounting(proxy.observed(), &finished, &sent)?;
     summary::record(&summary::Row {
         suite: format!("kill storm, {WORKERS} workers (seed {seed})"),
         rounds,
@@ -90,8 +96,7 @@ async fn kill_storm_loses_nothing() -> anyhow::Result<()> {
         succeeded: succeeded.len() as u64,
         dead_lettered,
         lost: lost.len() as u64,
-        // The queue is empty: a message deleted without a success line anywhere would be lost.
-        deleted_before_success: lost.len() as u64,
+        deleted_before_success: early.len() as u64,
         duplicates: (success_lines - succeeded.len()) as u64,
     })?;
     println!("kills: {terms} SIGTERM, {kills} SIGKILL");
@@ -99,6 +104,14 @@ async fn kill_storm_loses_nothing() -> anyhow::Result<()> {
     assert!(
         lost.is_empty(),
         "sent, gone from the queue, never succeeded: {lost:?}"
+    );
+    assert!(
+        early.is_empty(),
+        "deleted before a success was logged: {early:?}"
+    );
+    assert_eq!(
+        unseen, 0,
+        "messages whose delete the proxy never saw: the check above missed them"
     );
     assert_eq!(
         dead_lettered, 0,

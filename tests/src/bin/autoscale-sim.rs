@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use plotters::prelude::*;
+use sqsrt_e2e::fault_proxy::FaultProxy;
 use sqsrt_e2e::localstack::{self, Queues};
 use sqsrt_e2e::summary;
-use sqsrt_e2e::worker_proc::{Processed, WorkerProc, bodies, successes};
+use sqsrt_e2e::worker_proc::{Processed, WorkerProc, bodies, delete_accounting, successes};
 
 /// KEDA-like settings.
 struct Scaling {
@@ -92,6 +93,8 @@ async fn main() -> anyhow::Result<()> {
         "2",
     ];
     let body = r#"{"action":"sleep","ms":200}"#;
+    // Without faults: it records every delete, checked against the success lines.
+    let proxy = FaultProxy::start(&localstack::endpoint()?).await?;
 
     let start = Instant::now();
     let mut replicas: Vec<WorkerProc> = Vec::new();
@@ -124,7 +127,11 @@ async fn main() -> anyhow::Result<()> {
                 above_since = None;
                 scale_events += 1;
                 while replicas.len() < desired {
-                    replicas.push(WorkerProc::start(&url, &worker_args)?);
+                    replicas.push(WorkerProc::start_via(
+                        &proxy.endpoint(),
+                        &url,
+                        &worker_args,
+                    )?);
                 }
             }
             std::cmp::Ordering::Less => {
@@ -166,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
 
     let succeeded = successes(&done);
     let lost = sent.difference(&succeeded).count();
+    let (early, unseen) = delete_accounting(proxy.observed(), &done, &sent)?;
     let duplicates = done.iter().filter(|p| p.outcome == "success").count() - succeeded.len();
     let mut csv = String::from("seconds,visible,in_flight,replicas\n");
     for s in &samples {
@@ -187,7 +195,7 @@ async fn main() -> anyhow::Result<()> {
         succeeded: succeeded.len() as u64,
         dead_lettered,
         lost: lost as u64,
-        deleted_before_success: lost as u64,
+        deleted_before_success: early.len() as u64,
         duplicates: duplicates as u64,
     })?;
     println!(
@@ -196,6 +204,14 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("(timeline: {})", out.join("autoscale.csv").display());
     ensure!(lost == 0, "{lost} messages never succeeded");
+    ensure!(
+        early.is_empty(),
+        "deleted before a success was logged: {early:?}"
+    );
+    ensure!(
+        unseen == 0,
+        "{unseen} messages whose delete the proxy never saw: the check above missed them"
+    );
     ensure!(dead_lettered == 0, "{dead_lettered} messages dead-lettered");
     ensure!(max_seen > 1, "the backlog never scaled out");
     Ok(())
