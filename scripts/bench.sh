@@ -21,7 +21,7 @@ build_release
 cargo build --release --locked -q -p sqsrt-e2e --bin lambda-measure --bin worker-measure
 logs=$(mktemp -d)
 trap stop_localstack EXIT
-start_localstack "$(free_port)" "$logs/localstack.log"
+start_localstack "$logs/localstack.log"
 out="$CARGO_TARGET_DIR/bench/results.md"
 mkdir -p "$(dirname "$out")"
 {

@@ -20,7 +20,6 @@ stage "build release binary"
 build_release
 
 stage "start cargo lambda watch and sqsrt"
-port=$(free_port)
 logs=$(mktemp -d)
 pids=()
 cleanup() {
@@ -28,9 +27,9 @@ cleanup() {
   stop_localstack
 }
 trap cleanup EXIT
-cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port" >"$logs/watch.log" 2>&1 &
-pids+=($!)
-wait_port "$port"
+start_watch "$logs/watch.log" "$SQSRT_ROOT" --only-lambda-apis
+pids+=("$WATCH_PID")
+port="$WATCH_PORT"
 # Best-effort SQS calls (backoff, release) have no SQS here: they fail fast and are logged.
 AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" AWS_LAMBDA_FUNCTION_NAME=_ \
 AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=512 \
@@ -46,16 +45,11 @@ for entry in standard:ok fifo:ok all-fail:ok empty:ok missing-message-id:error; 
   file="tests/fixtures/$fixture.json"
   echo
   echo "### $fixture.json"
-  python3 - "$file" <<'PY'
-import json, sys
-for r in json.load(open(sys.argv[1]))["Records"]:
-    group = r["attributes"].get("MessageGroupId")
-    print(f"  {r.get('messageId', '<no messageId>'):40} {('group ' + group) if group else '':12} {r['body']}")
-PY
+  python3 scripts/report.py records "$file"
   stage_name="Lambda: invoke with $fixture.json"
   if out=$(cargo lambda invoke -A 127.0.0.1 -P "$port" --data-file "$file" --output-format json 2>&1); then
     [ "$expected" = ok ] || { echo "  expected the invocation to fail, got: $out" >&2; exit 1; }
-    echo "  response: $(echo "$out" | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))')"
+    echo "  response: $(echo "$out" | python3 scripts/report.py compact)"
   else
     [ "$expected" = error ] || { echo "  invocation failed: $out" >&2; exit 1; }
     echo "  invocation failed (as it must for this event):"
@@ -67,19 +61,12 @@ echo
 echo "### one log line per record (sqsrt's JSON logs, last invocation of standard.json)"
 # Read by Python directly: `grep | head` under pipefail dies of SIGPIPE when
 # grep writes after head has exited.
-python3 - "$logs/sqsrt.log" <<'PY'
-import json, sys
-lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{") and '"outcome"' in l]
-if not lines:
-    sys.exit("no outcome lines in sqsrt's log")
-for r in lines[:8]:
-    print("  " + json.dumps({k: r[k] for k in ("message_id", "outcome", "reason", "request_id") if k in r}))
-PY
+python3 scripts/report.py outcome-lines "$logs/sqsrt.log" 8
 
 echo
 echo "=== Worker mode against LocalStack ==="
 stage "start LocalStack (SQS) and create a queue with a dead-letter queue"
-start_localstack "$(free_port)" "$logs/localstack.log"
+start_localstack "$logs/localstack.log"
 queues=$(sqs_admin create "demo-$(date +%s)" 3 2)
 queue=$(echo "$queues" | sed -n 1p)
 dlq=$(echo "$queues" | sed -n 2p)
@@ -112,16 +99,7 @@ echo "worker drained and exited 0 after SIGTERM"
 stage_end
 echo
 echo "### summary (from the worker's log lines)"
-python3 - "$logs/worker.log" <<'PY'
-import collections, json, sys
-lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-outcomes = collections.Counter(l["outcome"] for l in lines if "outcome" in l)
-retried = {l["message_id"] for l in lines if l.get("outcome") == "retry"}
-recovered = {l["message_id"] for l in lines if l.get("outcome") == "success"} & retried
-print(f"  processed: {sum(outcomes.values())} outcome lines: {dict(outcomes)}")
-print(f"  retried: {len(retried)} messages, of which {len(recovered)} later succeeded")
-print(f"  dead-lettered by sqsrt (permanent): {outcomes['permanent']}")
-PY
+python3 scripts/report.py worker-summary "$logs/worker.log"
 echo "### the dead-letter queue"
 stage_name="read the dead-letter queue"
 sqs_admin dlq-reasons "$dlq"

@@ -12,7 +12,7 @@ install_localstack
 build_release
 logs=$(mktemp -d)
 trap stop_localstack EXIT
-start_localstack "$(free_port)" "$logs/localstack.log"
+start_localstack "$logs/localstack.log"
 export SQSRT_RELIABILITY_SUMMARY="$logs/reliability.csv"
 SQSRT_FAULT_OUTAGE_SECS=30 cargo test --locked -p sqsrt-e2e --test faults -- --nocapture
 SQSRT_KILL_ROUNDS=40 cargo test --locked -p sqsrt-e2e --test kill_storm -- --nocapture

@@ -40,31 +40,23 @@ stage "scaffold: cargo test in the new crate"
 # Checks the fixture's batchItemFailures.
 invoke_fixture() {
   local log="$1" port; shift
-  port=$(free_port)
   if [ $# -gt 0 ]; then
-    (cd "$crate" && exec cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port") >"$log.watch" 2>&1 &
-    pids+=($!)
-    wait_port "$port"
+    start_watch "$log.watch" "$crate" --only-lambda-apis
+    pids+=("$WATCH_PID")
+    port="$WATCH_PORT"
     AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" AWS_LAMBDA_FUNCTION_NAME="$name" \
       AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 \
       AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x \
       AWS_ENDPOINT_URL=http://127.0.0.1:9 AWS_MAX_ATTEMPTS=1 "$@" >"$log" 2>&1 &
     pids+=($!)
   else
-    (cd "$crate" && exec cargo lambda watch -A 127.0.0.1 -P "$port") >"$log" 2>&1 &
-    pids+=($!)
-    wait_port "$port"
+    start_watch "$log" "$crate"
+    pids+=("$WATCH_PID")
+    port="$WATCH_PORT"
   fi
   local out
   out=$(cd "$crate" && cargo lambda invoke -A 127.0.0.1 -P "$port" --data-file events/orders.json --output-format json)
-  python3 - "$out" "$expected" <<'PY'
-import json, sys
-got = [f["itemIdentifier"] for f in json.loads(sys.argv[1])["batchItemFailures"]]
-want = json.loads(sys.argv[2])
-print(f"  batchItemFailures: {got}")
-if got != want:
-    sys.exit(f"want {want}")
-PY
+  python3 scripts/report.py batch-failures "$out" "$expected"
   grep -q '"reason":"unknown SKU' "$log" || { echo "no permanent outcome line in $log" >&2; exit 1; }
 }
 
@@ -78,22 +70,13 @@ scripts/image.sh --bin "$name" --bin-dir "$crate/dist" --containerfile "$crate/d
 stage "scaffold: cargo lambda deploy --dry (the crate's [package.metadata.lambda.deploy], arm64)"
 (cd "$crate" && cargo lambda deploy "$name" --dry --output-format json \
   --binary-path "$crate/dist/aarch64/$name") >"$work/deploy-dry.json"
-python3 - "$work/deploy-dry.json" <<'PY'
-import json, sys
-text = open(sys.argv[1]).read()
-plan = json.loads(text[text.index("{"):])  # cargo-lambda prints a progress line first
-config = plan["config"]
-got = (plan["arch"], config["runtime"], config["memory"], config["timeout"], config["tracing"])
-print("  cargo lambda deploy --dry:", got)
-if got != ("arm64", "provided.al2023", 256, 30, "Active"):
-    sys.exit("want arm64, provided.al2023, 256 MB, 30 s, tracing Active")
-PY
+python3 scripts/report.py deploy-dry "$work/deploy-dry.json" arm64 provided.al2023 256 30 Active
 
 if [ -z "${SQSRT_LOCALSTACK_ENDPOINT:-}" ]; then
   stage "start LocalStack (SQS) on 127.0.0.1"
   install_localstack
   own_localstack=yes
-  start_localstack "$(free_port)" "$work/localstack.log"
+  start_localstack "$work/localstack.log"
 fi
 
 # worker_scenario LABEL COMMAND...: a queue with a DLQ, an order that
@@ -120,14 +103,7 @@ worker_scenario() {
   kill -TERM "$pid"
   wait "$pid" || status=$?
   [ "$status" = 0 ] || { echo "$label: worker exited $status; log:" >&2; tail -20 "$log" >&2; exit 1; }
-  python3 - "$log" "$label" <<'PY'
-import collections, json, sys
-lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-outcomes = collections.Counter(l["outcome"] for l in lines if "outcome" in l)
-print(f"  {sys.argv[2]} worker outcomes: {dict(outcomes)}")
-if outcomes != {"success": 2, "permanent": 1}:
-    sys.exit("want 2 successes and 1 permanent failure")
-PY
+  python3 scripts/report.py worker-outcomes "$log" "$label" success=2 permanent=1
   sqs_admin dlq-reasons "$dlq" | tee "$work/dlq-$label.txt"
   grep -q 'reason: unknown SKU "sku-3"' "$work/dlq-$label.txt" || { echo "$label: the DLQ lacks the bad SKU's reason" >&2; exit 1; }
   grep -q '1 message(s) in the dead-letter queue' "$work/dlq-$label.txt"

@@ -32,7 +32,7 @@ scripts/image.sh
 stage "start LocalStack (SQS) on 127.0.0.1"
 logs="$(mktemp -d)"
 trap stop_localstack EXIT
-start_localstack "$(free_port)" "$logs/localstack.log"
+start_localstack "$logs/localstack.log"
 echo "LocalStack at $SQSRT_LOCALSTACK_ENDPOINT (log: $logs/localstack.log)"
 
 stage "cargo test (unit, adapter, end-to-end: Lambda and worker; reliability: faults, kill storm of 6 rounds)"
@@ -77,16 +77,7 @@ SQSRT_BIN="$DIST/sqsrt-in-image" scrape_worker_metrics "$logs/metrics.txt"
 stage "Lambda packaging: the aarch64 zip, cargo lambda deploy --dry"
 cargo lambda deploy sqsrt --dry --output-format json \
   --binary-path "$DIST/aarch64/sqsrt" >"$logs/deploy-dry.json"
-python3 - "$logs/deploy-dry.json" <<'PY'
-import json, sys
-text = open(sys.argv[1]).read()
-plan = json.loads(text[text.index("{"):])  # cargo-lambda prints a progress line first
-config = plan["config"]
-assert plan["arch"] == "arm64", plan["arch"]
-assert config["runtime"] == "provided.al2023", config
-assert (config["memory"], config["timeout"]) == (256, 30), config
-print("cargo lambda deploy --dry:", plan["arch"], config["runtime"], config["memory"], "MB", config["timeout"], "s", config["env_var"])
-PY
+python3 scripts/report.py deploy-dry "$logs/deploy-dry.json" arm64 provided.al2023 256 30
 
 stage "cargo bench smoke (harness runs, no timing)"
 cargo bench --locked -p sqsrt-core --bench engine -- --test
