@@ -56,30 +56,51 @@ pub fn cargo() -> Command {
     Command::new(std::env::var_os("SQSRT_CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-/// A free TCP port on 127.0.0.1.
+/// Starts a server that needs its port given up front (`cargo lambda watch
+/// -P`): `command` builds it for a port free on 127.0.0.1 now, and the server
+/// counts as started once the listener on that port is its own process or a
+/// child of it (`scripts/ports.py listens`, the rule the scripts use). A port
+/// taken by another process between the pick and the bind makes the server
+/// exit or another process answer; then it is started again on a new port,
+/// three times at most.
 ///
 /// # Errors
 ///
-/// When no port can be bound.
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// Waits until something accepts connections on 127.0.0.1:`port`.
-///
-/// # Errors
-///
-/// When nothing does within `timeout`.
-pub fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return Ok(());
+/// When it cannot be spawned, or does not listen within `timeout` on any of
+/// three ports.
+pub fn spawn_on_free_port(
+    name: &str,
+    mut command: impl FnMut(u16) -> Command,
+    timeout: Duration,
+) -> anyhow::Result<(ChildGuard, u16)> {
+    let ports_py = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/ports.py");
+    for attempt in 1..=3 {
+        let port = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
+        let mut child = ChildGuard::spawn(name, &mut command(port))?;
+        let start = Instant::now();
+        while start.elapsed() < timeout && child.check_running().is_ok() {
+            let open = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok();
+            if open
+                && Command::new("python3")
+                    .arg(&ports_py)
+                    .args(["listens", &port.to_string(), &child.id().to_string()])
+                    .status()?
+                    .success()
+            {
+                return Ok((child, port));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        if child.check_running().is_ok() {
+            bail!("{name} did not listen on 127.0.0.1:{port} within {timeout:?}");
+        }
+        eprintln!(
+            "{name} could not listen on 127.0.0.1:{port} (attempt {attempt} of 3; taken by another process?)"
+        );
     }
-    bail!("nothing listened on 127.0.0.1:{port} within {timeout:?}")
+    bail!("{name} did not start on any of three ports")
 }
 
 /// A child process killed when dropped, so a failing test leaves nothing behind.
@@ -112,6 +133,12 @@ impl ChildGuard {
             child,
             name: name.to_owned(),
         }
+    }
+
+    /// The child's process id.
+    #[must_use]
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// Fails if the child already exited.

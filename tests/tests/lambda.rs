@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use sqsrt_e2e::runtime_api::{Reply, RuntimeApi};
-use sqsrt_e2e::{ChildGuard, cargo, fixture, free_port, offline_aws_env, sqsrt_bin, wait_for_port};
+use sqsrt_e2e::{ChildGuard, cargo, fixture, offline_aws_env, spawn_on_free_port, sqsrt_bin};
 
 /// `cargo lambda watch --only-lambda-apis` on a free port, and `sqsrt`
 /// polling it with the scripted handler.
@@ -21,24 +21,27 @@ struct Emulator {
 
 impl Emulator {
     fn start(extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let watch = ChildGuard::spawn(
+        let (watch, port) = spawn_on_free_port(
             "cargo lambda watch",
-            cargo()
-                .args([
-                    "lambda",
-                    "watch",
-                    "--only-lambda-apis",
-                    "-A",
-                    "127.0.0.1",
-                    "-P",
-                ])
-                .arg(port.to_string())
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
+            |port| {
+                let mut watch = cargo();
+                watch
+                    .args([
+                        "lambda",
+                        "watch",
+                        "--only-lambda-apis",
+                        "-A",
+                        "127.0.0.1",
+                        "-P",
+                    ])
+                    .arg(port.to_string())
+                    .current_dir(env!("CARGO_MANIFEST_DIR"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                watch
+            },
+            Duration::from_secs(30),
         )?;
-        wait_for_port(port, Duration::from_secs(30)).context("cargo lambda watch did not start")?;
         let mut function = Command::new(sqsrt_bin()?);
         function
             .envs(offline_aws_env())
