@@ -14,7 +14,8 @@ on a deliberately broken copy and fails if the copy passes.
 
 The defaults the rules fall back on (shutdown grace, handler timeout,
 max in flight) are read from the binary itself (`sqsrt defaults`, JSON),
-never copied here.
+and the container's settings are validated by it (`sqsrt worker
+--check-config`): sqsrt's own rules are never copied here.
 
 Usage: python infra/check.py [--metrics-file scrape.txt] [--binary PATH]
        python infra/check.py --crate DIR   # a crate made by scripts/new-handler.sh:
@@ -58,9 +59,13 @@ SQS_TRIGGER_KEYS = {"queueURL", "queueURLFromEnv", "queueLength", "activationQue
                     "awsEndpoint", "identityOwner", "scaleOnInFlight", "scaleOnDelayed", "awsRoleArn"}
 # Worker settings' defaults by variable, read from the binary (`sqsrt defaults`).
 DEFAULTS: dict[str, str] = {}
+# The binary whose settings rules the checks apply (`--check-config`).
+BINARY = ""
 
 
 def load_defaults(binary: str) -> None:
+    global BINARY
+    BINARY = binary
     out = subprocess.run([binary, "defaults"], check=True, capture_output=True, text=True)
     for flag in json.loads(out.stdout)["worker"].values():
         if flag["env"] and flag["default"] is not None:
@@ -246,26 +251,50 @@ def env_of(container) -> dict:
 
 
 def consistency(docs: list[dict], metric_names: set[str] | None) -> list[str]:
-    p = []
-    dep = one(docs, "Deployment")
-    pod = dep["spec"]["template"]["spec"]
+    """The rules that tie the rendered pieces together, one function per concern."""
+    return (settings_rules(docs) + timing_rules(docs) + pod_security_rules(docs) + keda_rules(docs)
+            + wiring_rules(docs) + alert_metric_rules(docs, metric_names))
+
+
+def container_of(docs: list[dict]) -> tuple[dict, dict]:
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     (c,) = pod["containers"]
+    return pod, c
+
+
+def settings_rules(docs: list[dict]) -> list[str]:
+    """The container's SQSRT_* settings, validated by the binary itself
+    (`sqsrt worker --check-config`): the rules live in one place, the binary."""
+    _, c = container_of(docs)
+    env = {k: v for k, v in env_of(c).items() if k.startswith("SQSRT_") and v is not None}
+    out = subprocess.run([BINARY, "worker", "--check-config"], capture_output=True, text=True,
+                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env})
+    if out.returncode != 0:
+        return [f"the container's settings: {out.stderr.strip() or out.stdout.strip()}"]
+    return []
+
+
+def timing_rules(docs: list[dict]) -> list[str]:
+    """Kubernetes' grace against sqsrt's drain, and the drain against the handlers."""
+    p = []
+    pod, c = container_of(docs)
     env = env_of(c)
     grace = int(env.get("SQSRT_SHUTDOWN_GRACE_SECS", DEFAULTS["SQSRT_SHUTDOWN_GRACE_SECS"]))
     timeout = int(env.get("SQSRT_HANDLER_TIMEOUT_SECS", DEFAULTS["SQSRT_HANDLER_TIMEOUT_SECS"]))
-    max_in_flight = int(env.get("SQSRT_MAX_IN_FLIGHT", DEFAULTS["SQSRT_MAX_IN_FLIGHT"]))
     if pod.get("terminationGracePeriodSeconds", 30) < grace + 5:
         p.append(f"terminationGracePeriodSeconds {pod.get('terminationGracePeriodSeconds', 30)} < shutdown grace {grace} + 5")
     if grace < timeout:
         p.append(f"shutdown grace {grace} < handler timeout {timeout}")
-    visibility, heartbeat = env.get("SQSRT_VISIBILITY_TIMEOUT_SECS"), env.get("SQSRT_HEARTBEAT_SECS")
-    if visibility is not None and heartbeat is not None and int(heartbeat) >= int(visibility):
-        p.append(f"heartbeat {heartbeat}s not below the visibility timeout {visibility}s")
+    visibility = env.get("SQSRT_VISIBILITY_TIMEOUT_SECS")
     if visibility is not None and int(visibility) < timeout:
         p.append(f"visibility timeout {visibility}s < handler timeout {timeout}s")
-    if "replicas" in dep["spec"]:
-        p.append("Deployment sets replicas; KEDA owns the count")
-    # Restricted Pod Security.
+    return p
+
+
+def pod_security_rules(docs: list[dict]) -> list[str]:
+    """Restricted Pod Security, probes on sqsrt's endpoints, resources."""
+    p = []
+    pod, c = container_of(docs)
     psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
     if not (psc.get("runAsNonRoot") and psc.get("seccompProfile", {}).get("type") == "RuntimeDefault"):
         p.append("pod must run as non-root with seccomp RuntimeDefault")
@@ -277,7 +306,18 @@ def consistency(docs: list[dict], metric_names: set[str] | None) -> list[str]:
         p.append("probes must be /healthz (liveness) and /readyz (readiness)")
     if not c.get("resources", {}).get("requests") or not c.get("resources", {}).get("limits"):
         p.append("container needs resource requests and limits")
-    # KEDA wiring.
+    return p
+
+
+def keda_rules(docs: list[dict]) -> list[str]:
+    """The ScaledObject scales this Deployment from zero on this queue, at --max-in-flight per pod."""
+    p = []
+    dep = one(docs, "Deployment")
+    _, c = container_of(docs)
+    env = env_of(c)
+    max_in_flight = int(env.get("SQSRT_MAX_IN_FLIGHT", DEFAULTS["SQSRT_MAX_IN_FLIGHT"]))
+    if "replicas" in dep["spec"]:
+        p.append("Deployment sets replicas; KEDA owns the count")
     so = one(docs, "ScaledObject")["spec"]
     ta = one(docs, "TriggerAuthentication")
     if so["scaleTargetRef"]["name"] != dep["metadata"]["name"]:
@@ -303,7 +343,13 @@ def consistency(docs: list[dict], metric_names: set[str] | None) -> list[str]:
     for key in ("maxReplicaCount", "pollingInterval", "cooldownPeriod"):
         if key not in so:
             p.append(f"ScaledObject lacks {key}")
-    # Service, ServiceMonitor and SA wiring.
+    return p
+
+
+def wiring_rules(docs: list[dict]) -> list[str]:
+    """Service, ServiceMonitor and ServiceAccount (IRSA) point at each other."""
+    p = []
+    pod, _ = container_of(docs)
     svc = one(docs, "Service")
     port_names = {pt["name"] for pt in svc["spec"]["ports"]}
     monitor = one(docs, "ServiceMonitor")["spec"]
@@ -317,14 +363,19 @@ def consistency(docs: list[dict], metric_names: set[str] | None) -> list[str]:
     if pod.get("serviceAccountName") != sa["metadata"]["name"] \
             or "eks.amazonaws.com/role-arn" not in sa["metadata"].get("annotations", {}):
         p.append("Deployment must use the ServiceAccount carrying the IRSA role annotation")
-    # Alert expressions use only metrics the worker exports.
-    if metric_names is not None:
-        rules = one(docs, "PrometheusRule")["spec"]["groups"]
-        for group in rules:
-            for rule in group["rules"]:
-                for name in set(re.findall(r"\b(?:sqsrt|kube|keda)_[a-z_]+", rule["expr"])):
-                    if name not in metric_names and name not in EXTERNAL_METRICS:
-                        p.append(f"alert {rule['alert']} uses {name}, which neither the worker nor a known exporter exports")
+    return p
+
+
+def alert_metric_rules(docs: list[dict], metric_names: set[str] | None) -> list[str]:
+    """Alert expressions use only metrics the worker (or a known exporter) exports."""
+    p = []
+    if metric_names is None:
+        return p
+    for group in one(docs, "PrometheusRule")["spec"]["groups"]:
+        for rule in group["rules"]:
+            for name in set(re.findall(r"\b(?:sqsrt|kube|keda)_[a-z_]+", rule["expr"])):
+                if name not in metric_names and name not in EXTERNAL_METRICS:
+                    p.append(f"alert {rule['alert']} uses {name}, which neither the worker nor a known exporter exports")
     return p
 
 

@@ -447,3 +447,34 @@ async fn unusual_messages_through_the_queue_are_all_handled() -> anyhow::Result<
     assert_eq!(localstack::depth(&sqs, &dlq_url).await?, (0, 0));
     Ok(())
 }
+
+#[test]
+fn check_config_validates_the_settings_without_running() -> anyhow::Result<()> {
+    let check = |extra: &[&str]| -> anyhow::Result<std::process::Output> {
+        Ok(std::process::Command::new(sqsrt_e2e::sqsrt_bin()?)
+            .envs(sqsrt_e2e::offline_aws_env())
+            .args([
+                "worker",
+                "--check-config",
+                "--queue-url",
+                "http://127.0.0.1:9/000000000000/q",
+            ])
+            .args(extra)
+            .output()?)
+    };
+    let ok = check(&[])?;
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    assert_eq!(
+        String::from_utf8(ok.stdout)?.trim(),
+        "worker settings are valid"
+    );
+    let bad = check(&["--heartbeat-secs", "30", "--visibility-timeout-secs", "30"])?;
+    let stderr = String::from_utf8(bad.stderr)?;
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("heartbeat (30s) must be below the visibility timeout (30s"),
+        "{stderr}"
+    );
+    assert!(bad.stdout.is_empty(), "nothing ran");
+    Ok(())
+}

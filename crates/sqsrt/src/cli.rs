@@ -26,6 +26,11 @@ pub(crate) struct Cli {
     /// The mode.
     #[command(subcommand)]
     pub(crate) mode: Mode,
+    /// Check the settings (flags and variables) as a start would, print every
+    /// problem, and exit: 0 when they are valid, 2 otherwise. Nothing runs
+    /// and nothing is contacted (for CI and deployment checks).
+    #[arg(long, global = true)]
+    pub(crate) check_config: bool,
 }
 
 /// Where sqsrt runs.
@@ -275,6 +280,25 @@ pub(crate) fn parse_args() -> Cli {
     if matches!(cli.mode, Mode::Defaults) {
         println!("{}", defaults_json());
         std::process::exit(0);
+    }
+    if cli.check_config {
+        let runner = cli.into_runner();
+        let mode = runner.selected_mode();
+        match runner.validate() {
+            Ok(()) => {
+                let mode = if mode == runner::Mode::Lambda {
+                    "lambda"
+                } else {
+                    "worker"
+                };
+                println!("{mode} settings are valid");
+                std::process::exit(0);
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                std::process::exit(2);
+            }
+        }
     }
     cli
 }
