@@ -377,12 +377,14 @@ impl Runner {
         }
     }
 
-    fn start_logging(&self, lambda_level: Option<&str>) -> Result<(), Error> {
+    /// Installs the panic hook and the JSON log lines when asked; the
+    /// problem, when the log filter is invalid.
+    fn start_logging(&self, lambda_level: Option<&str>) -> Option<ConfigProblem> {
         if self.panic_hook {
             logging::log_panics();
         }
         if !self.logging {
-            return Ok(());
+            return None;
         }
         let rust_log = std::env::var("RUST_LOG").ok();
         let filter = logging::resolve_filter(
@@ -390,10 +392,10 @@ impl Runner {
             rust_log.as_deref(),
             lambda_level,
         );
-        logging::init(&filter).map_err(|e| {
-            Error::Config(vec![ConfigProblem(format!(
+        logging::init(&filter).err().map(|e| {
+            ConfigProblem(format!(
                 "{e} (set by --log-level or SQSRT_LOG_LEVEL, else RUST_LOG)"
-            ))])
+            ))
         })
     }
 
@@ -413,22 +415,15 @@ impl Runner {
         Fut: Future<Output = anyhow::Result<H>>,
     {
         let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
-        let started = self.start_logging(lambda_level.as_deref());
-        let mut problems = lambda_environment_problems(|name| std::env::var(name).ok());
-        let config = match (started, self.settings.validate_lambda()) {
-            (Err(Error::Config(more)), checked) => {
-                problems.extend(more);
-                problems.extend(checked.err().unwrap_or_default());
-                None
-            }
-            (_, Ok(config)) => Some(config),
-            (_, Err(more)) => {
-                problems.extend(more);
-                None
-            }
-        };
-        let config = match config {
-            Some(config) if problems.is_empty() => config,
+        let mut problems: Vec<ConfigProblem> = self
+            .start_logging(lambda_level.as_deref())
+            .into_iter()
+            .collect();
+        problems.extend(lambda_environment_problems(|name| std::env::var(name).ok()));
+        let checked = self.settings.validate_lambda();
+        problems.extend(checked.as_ref().err().cloned().unwrap_or_default());
+        let config = match checked {
+            Ok(config) if problems.is_empty() => config,
             _ => {
                 let error = Error::Config(problems);
                 report_lambda_init_error("sqsrt.InvalidConfiguration", &error).await;
@@ -464,17 +459,12 @@ impl Runner {
         F: FnOnce() -> Fut,
         Fut: Future<Output = anyhow::Result<H>>,
     {
-        let started = self.start_logging(None);
-        let config = match (started, self.settings.validate_worker()) {
-            (Ok(()), Ok(config)) => config,
-            (started, checked) => {
-                let mut problems = match started {
-                    Err(Error::Config(problems)) => problems,
-                    _ => Vec::new(),
-                };
-                problems.extend(checked.err().unwrap_or_default());
-                return Err(Error::Config(problems));
-            }
+        let mut problems: Vec<ConfigProblem> = self.start_logging(None).into_iter().collect();
+        let checked = self.settings.validate_worker();
+        problems.extend(checked.as_ref().err().cloned().unwrap_or_default());
+        let config = match checked {
+            Ok(config) if problems.is_empty() => config,
+            _ => return Err(Error::Config(problems)),
         };
         let handler = init().await.map_err(|error| {
             let error = Error::init(error);
