@@ -139,7 +139,23 @@ pub async fn create_queues(
 /// When a send fails.
 pub async fn send(sqs: &Client, url: &str, bodies: &[String]) -> anyhow::Result<Vec<String>> {
     let items: Vec<(Option<&str>, &str)> = bodies.iter().map(|b| (None, b.as_str())).collect();
-    send_entries(sqs, url, &items).await
+    send_entries(sqs, url, &items, false).await
+}
+
+/// Sends `(tenant, body)` pairs to a standard queue, the tenant as the
+/// message group id (SQS fair queues).
+///
+/// # Errors
+///
+/// When a send fails.
+pub async fn send_tenants(
+    sqs: &Client,
+    url: &str,
+    items: &[(&str, String)],
+) -> anyhow::Result<Vec<String>> {
+    let items: Vec<(Option<&str>, &str)> =
+        items.iter().map(|(g, b)| (Some(*g), b.as_str())).collect();
+    send_entries(sqs, url, &items, false).await
 }
 
 /// Sends `(group, body)` pairs to a FIFO queue, in order.
@@ -154,13 +170,14 @@ pub async fn send_fifo(
 ) -> anyhow::Result<Vec<String>> {
     let items: Vec<(Option<&str>, &str)> =
         items.iter().map(|(g, b)| (Some(*g), b.as_str())).collect();
-    send_entries(sqs, url, &items).await
+    send_entries(sqs, url, &items, true).await
 }
 
 async fn send_entries(
     sqs: &Client,
     url: &str,
     items: &[(Option<&str>, &str)],
+    fifo: bool,
 ) -> anyhow::Result<Vec<String>> {
     static DEDUP: AtomicU32 = AtomicU32::new(0);
     let mut ids = Vec::with_capacity(items.len());
@@ -173,7 +190,7 @@ async fn send_entries(
                     .id(i.to_string())
                     .message_body(*body)
                     .set_message_group_id(group.map(str::to_owned))
-                    .set_message_deduplication_id(group.map(|_| {
+                    .set_message_deduplication_id(group.filter(|_| fifo).map(|_| {
                         format!(
                             "{}-{}",
                             std::process::id(),

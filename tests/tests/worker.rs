@@ -151,6 +151,37 @@ async fn fifo_groups_keep_their_order_across_failures_and_redeliveries() -> anyh
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_standard_queue_a_group_id_is_a_tenant_and_holds_nothing_back() -> anyhow::Result<()> {
+    // SQS fair queues: LocalStack accepts a MessageGroupId on a standard
+    // queue and returns it. The tenant's first message fails once; the other
+    // four must not be skipped behind it (each succeeds on its first receive).
+    let sqs = localstack::client().await?;
+    let Queues { url, .. } = localstack::create_queues(&sqs, "tenants", false, 2, 5).await?;
+    let mut items = vec![(
+        "tenant-1",
+        r#"{"action":"fail","times":1,"retry_after_secs":1}"#.to_owned(),
+    )];
+    items.extend((0..4).map(|_| ("tenant-1", r#"{"action":"sleep","ms":50}"#.to_owned())));
+    let ids = localstack::send_tenants(&sqs, &url, &items).await?;
+    let worker = WorkerProc::start(&url, &["--retry-base-secs", "1", "--retry-max-secs", "1"])?;
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(30)).await?;
+    let processed = worker.processed();
+    assert!(
+        processed.iter().all(|p| p.outcome != "skipped"),
+        "nothing is held back on a standard queue: {processed:?}"
+    );
+    for id in &ids[1..] {
+        let first = processed.iter().find(|p| &p.message_id == id);
+        assert!(
+            first.is_some_and(|p| p.outcome == "success" && p.receive_count == 1),
+            "{id} succeeded on its first receive: {first:?}"
+        );
+    }
+    assert_eq!(successes(&processed), ids.iter().cloned().collect());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_keeps_a_long_handler_invisible() -> anyhow::Result<()> {
     let sqs = localstack::client().await?;
     let Queues { url, .. } = localstack::create_queues(&sqs, "heartbeat", false, 2, 5).await?;

@@ -86,11 +86,15 @@ fn engine(c: &mut Criterion) {
             },
         );
         let fifo = batch(n, Some(100), "{}");
+        let fifo_options = BatchOptions {
+            fifo: true,
+            ..BatchOptions::default()
+        };
         group.bench_with_input(
             BenchmarkId::new("noop-fifo-100-groups", n),
             &fifo,
             |b, msgs| {
-                b.iter(|| rt.block_on(noop.run_batch(msgs.clone(), &options)));
+                b.iter(|| rt.block_on(noop.run_batch(msgs.clone(), &fifo_options)));
             },
         );
         let orders = batch(n, None, r#"{"id": 42, "sku": "ABC-123", "qty": 3}"#);

@@ -40,7 +40,7 @@ pub(crate) struct Held {
     pub receipt_handle: String,
     /// `ApproximateReceiveCount`.
     pub receive_count: u32,
-    /// Whether it belongs to a FIFO message group.
+    /// Whether it belongs to a message group of a FIFO queue.
     pub in_group: bool,
     /// A copy for the dead-letter queue (only when one is configured).
     pub copy: Option<Message>,

@@ -383,7 +383,7 @@ fn dispatch<H: Handler, Q: WorkerQueue>(
             message_id: r.message.id().to_owned(),
             receipt_handle: r.receipt_handle,
             receive_count: r.message.receive_count(),
-            in_group: r.message.group_id().is_some(),
+            in_group: shared.fifo && r.message.group_id().is_some(),
             copy: keep_copies.then(|| r.message.clone()),
             slot,
         }));
@@ -396,6 +396,7 @@ fn dispatch<H: Handler, Q: WorkerQueue>(
         let options = BatchOptions {
             stop: shared.shutdown.clone(),
             abandon: shared.abandon.clone(),
+            fifo: shared.fifo,
             ..BatchOptions::default()
         };
         shared

@@ -14,7 +14,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent, LambdaInvocation, Runtime, service
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use sqsrt_core::{BatchOptions, Engine, Handler, Message, Outcome, RetryPolicy};
-use sqsrt_sqs::{Delivery, QueueClient};
+use sqsrt_sqs::{Delivery, QueueClient, is_fifo_queue};
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -206,7 +206,8 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         split: bool,
     ) -> (Vec<Outcome>, Vec<Option<Duration>>) {
         let count = messages.len();
-        if !split || messages.iter().any(|m| m.group_id().is_some()) {
+        // A FIFO batch keeps its groups' order: one engine call.
+        if !split || options.fifo {
             return self.engine.run_batch_timed(messages, options).await;
         }
         let second = messages.split_off(count / 2);
@@ -286,9 +287,11 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
                 "The invocation deadline is absent or already past; records run without a deadline."
             );
         }
+        let fifo = from_fifo_queue(&messages, &metas);
         let options = BatchOptions {
             start_deadline: deadline.map(|d| d.checked_sub(margin).unwrap_or(now)),
             abandon_deadline: deadline.map(|d| d.checked_sub(margin / 2).unwrap_or(now)),
+            fifo,
             ..BatchOptions::default()
         };
         // The ids outlive the messages (handlers consume them): copied into
@@ -301,7 +304,7 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
             records.push(Delivery {
                 message_id: id,
                 receive_count: message.receive_count(),
-                fifo_group: message.group_id().is_some(),
+                fifo_group: fifo && message.group_id().is_some(),
             });
             rest = after;
         }
@@ -471,6 +474,16 @@ const SPLIT_DECODE_BYTES: usize = 1 << 20;
 /// Batches from this many records on run as two halves at once (engine and
 /// log lines) when the runtime has two or more threads.
 const SPLIT_RECORDS: usize = 2_000;
+
+/// Whether the records come from a FIFO queue: their `eventSourceARN` ends
+/// in `.fifo`. An event without one (hand-made) is taken as FIFO when a record
+/// has a group id: keeping an order that was not needed only costs time.
+fn from_fifo_queue(messages: &[Message], metas: &[RecordMeta]) -> bool {
+    match metas.iter().find_map(|m| m.event_source_arn.as_deref()) {
+        Some(arn) => is_fifo_queue(arn),
+        None => messages.iter().any(|m| m.group_id().is_some()),
+    }
+}
 
 /// Whether a batch of `count` records is worth two threads here.
 fn two_threads(count: usize) -> bool {

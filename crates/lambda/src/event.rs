@@ -30,7 +30,7 @@ pub enum EventError {
     },
 }
 
-/// What the adapter keeps of a record besides its [`Message`]: what it needs
+/// What the adapter keeps of a record besides its [`Message`](sqsrt_core::Message): what it needs
 /// to settle it with SQS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMeta {

@@ -237,3 +237,31 @@ async fn fifo_records_behind_a_retry_share_its_delay_others_are_released() {
         ]
     );
 }
+
+#[tokio::test]
+async fn on_a_standard_queue_a_group_id_is_a_tenant_and_holds_nothing_back() {
+    // SQS fair queues: a standard queue's records carry the tenant as their
+    // group id. The first of five failing lists it alone (not all five), and
+    // the rest ran.
+    let queue = Arc::new(FakeQueue::default());
+    let lambda = adapter(Arc::clone(&queue), None);
+    let records: Vec<serde_json::Value> = ["retry-30", "ok", "ok", "ok", "ok"]
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            serde_json::json!({
+                "messageId": format!("t{i}"), "receiptHandle": format!("rh-t{i}"), "body": body,
+                "attributes": {"ApproximateReceiveCount": "1", "MessageGroupId": "tenant-1"},
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:orders"
+            })
+        })
+        .collect();
+    let event: SqsEvent =
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
+    let (response, detail) = lambda.handle_detailed(event, None).await.unwrap();
+    assert_eq!(listed(&response), ["t0"]);
+    assert!(
+        detail[1..].iter().all(|r| r.outcome.is_success()),
+        "{detail:?}"
+    );
+}

@@ -29,7 +29,7 @@ pub enum Error {
     /// The worker's shutdown grace ran out; the messages still running were released.
     #[error("shutdown grace ran out; the messages still running were released to the queue")]
     ShutdownGraceExpired,
-    /// The async runtime could not start ([`Runner::main`]).
+    /// The async runtime could not start ([`Runner::main`](crate::Runner::main)).
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
 }

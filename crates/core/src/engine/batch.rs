@@ -53,7 +53,7 @@ impl Batch {
         let mut next_in_group = vec![None; n];
         let mut ready = VecDeque::with_capacity(n);
         let mut ids = Vec::with_capacity(n);
-        {
+        if options.fifo {
             let mut last_of_group: HashMap<&str, usize> = HashMap::new();
             for (index, message) in messages.iter().enumerate() {
                 // Needed only to name a failed FIFO message to the rest of its group.
@@ -70,6 +70,9 @@ impl Batch {
                     },
                 }
             }
+        } else {
+            // A standard queue: a group id is a tenant key and orders nothing.
+            ready.extend(0..n);
         }
         Self {
             slots: messages.into_iter().map(Some).collect(),

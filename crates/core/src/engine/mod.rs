@@ -74,7 +74,7 @@ impl EngineConfig {
 #[derive(Debug, Clone, Default)]
 pub struct BatchOptions {
     /// No message starts at or after this instant; unstarted ones are
-    /// [`SkipReason::Deadline`]. It also caps each [`Context::deadline`].
+    /// [`SkipReason::Deadline`]. It also caps each [`Context::deadline`](crate::Context::deadline).
     pub start_deadline: Option<Instant>,
     /// At this instant, messages still running are reported as retryable
     /// failures and abandoned (their tasks aborted).
@@ -83,8 +83,14 @@ pub struct BatchOptions {
     /// [`SkipReason::Shutdown`]. Running ones finish (drain).
     pub stop: CancellationToken,
     /// Once cancelled, running messages are abandoned as with
-    /// `abandon_deadline`; handlers see it as [`Context::cancellation`].
+    /// `abandon_deadline`; handlers see it as [`Context::cancellation`](crate::Context::cancellation).
     pub abandon: CancellationToken,
+    /// The messages come from a FIFO queue: those of one group run one at a
+    /// time in batch order, and when one fails the rest of its group is
+    /// skipped. Otherwise (a standard queue, where SQS fair queues use the
+    /// group id as a tenant key) a group orders nothing; the handler still
+    /// sees the group id. Default: `false`.
+    pub fifo: bool,
 }
 
 /// One decided message: its index in the batch and its outcome.
@@ -182,8 +188,9 @@ impl<H: Handler> Engine<H> {
     /// message is reported.
     ///
     /// Rules: at most `max_in_flight` handlers run at once (across all
-    /// batches of this engine); messages of one FIFO group run one at a time
-    /// in batch order, and when one fails the rest of its group is skipped;
+    /// batches of this engine); with [`BatchOptions::fifo`], messages of one
+    /// group run one at a time in batch order, and when one fails the rest of
+    /// its group is skipped;
     /// a handler that panics or overruns the timeout is a retryable failure.
     ///
     /// # Panics

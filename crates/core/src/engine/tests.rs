@@ -6,6 +6,14 @@ use tokio::task::Id;
 
 use crate::handler::{Context, HandlerError, handler_fn};
 
+/// Options for a batch from a FIFO queue.
+fn fifo() -> BatchOptions {
+    BatchOptions {
+        fifo: true,
+        ..BatchOptions::default()
+    }
+}
+
 fn config(max_in_flight: usize) -> EngineConfig {
     EngineConfig::default()
         .max_in_flight(NonZeroUsize::new(max_in_flight).unwrap())
@@ -344,7 +352,7 @@ async fn fifo_group_runs_one_at_a_time_in_order() {
         ("g2-2", Some("g2"), "sleep:1"),
         ("g1-3", Some("g1"), "ok"),
     ]);
-    let out = engine.run_batch(batch, &BatchOptions::default()).await;
+    let out = engine.run_batch(batch, &fifo()).await;
     assert!(out.iter().all(Outcome::is_success));
     let log = log.lock().unwrap().clone();
     let order = |g: &str| {
@@ -360,6 +368,27 @@ async fn fifo_group_runs_one_at_a_time_in_order() {
     assert!(pos("g2-2") < pos("g1-2"), "{log:?}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn on_a_standard_queue_a_group_is_a_tenant_and_orders_nothing() {
+    // SQS fair queues: the group id is a tenant key. Messages of one tenant
+    // run side by side, and a failure holds nothing back.
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let engine = Engine::new(scripted(Arc::clone(&log)), config(8));
+    let batch = msgs(&[
+        ("t1", Some("tenant"), "retry"),
+        ("t2", Some("tenant"), "sleep:50"),
+        ("t3", Some("tenant"), "sleep:50"),
+        ("t4", Some("tenant"), "ok"),
+    ]);
+    let started = Instant::now();
+    let out = engine.run_batch(batch, &BatchOptions::default()).await;
+    assert!(matches!(out[0], Outcome::Retry { .. }));
+    assert!(out[1..].iter().all(Outcome::is_success), "{out:?}");
+    assert_eq!(log.lock().unwrap().len(), 4, "every message ran");
+    // Side by side (paused clock): two 50 ms handlers took 50 ms, not 100.
+    assert_eq!(started.elapsed(), Duration::from_millis(50));
+}
+
 #[tokio::test]
 async fn fifo_failure_skips_rest_of_group_only() {
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -372,7 +401,7 @@ async fn fifo_failure_skips_rest_of_group_only() {
         ("b2", Some("b"), "ok"),
         ("a4", Some("a"), "ok"),
     ]);
-    let out = engine.run_batch(batch, &BatchOptions::default()).await;
+    let out = engine.run_batch(batch, &fifo()).await;
     let skipped = Outcome::Skipped {
         reason: SkipReason::GroupFailed {
             failed_message_id: "a2".into(),
@@ -448,7 +477,7 @@ async fn running_messages_are_abandoned_as_retries_at_the_abandon_deadline() {
     let options = BatchOptions {
         start_deadline: Some(start + Duration::from_millis(100)),
         abandon_deadline: Some(start + Duration::from_millis(150)),
-        ..BatchOptions::default()
+        ..fifo()
     };
     let batch = msgs(&[
         ("quick", None, "sleep:10"),
@@ -480,7 +509,7 @@ async fn running_messages_are_abandoned_as_retries_at_the_abandon_deadline() {
 #[tokio::test(start_paused = true)]
 async fn stop_skips_unstarted_as_shutdown_and_drains_running() {
     let engine = Engine::new(scripted(Arc::default()), config(2));
-    let options = BatchOptions::default();
+    let options = fifo();
     let stop = options.stop.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -564,7 +593,7 @@ async fn reports_arrive_once_per_message_with_elapsed_only_when_run() {
                 ("b", Some("g"), "ok"),
                 ("c", None, "ok"),
             ]),
-            &BatchOptions::default(),
+            &fifo(),
             |r| reports.push(r),
         )
         .await;
