@@ -142,35 +142,22 @@ pub async fn send(sqs: &Client, url: &str, bodies: &[String]) -> anyhow::Result<
     send_entries(sqs, url, &items, false).await
 }
 
-/// Sends `(tenant, body)` pairs to a standard queue, the tenant as the
-/// message group id (SQS fair queues).
+/// Sends `(group, body)` pairs in order: to a FIFO queue (`fifo`, each with
+/// a deduplication id), or to a standard queue, where the group id is a
+/// tenant (SQS fair queues).
 ///
 /// # Errors
 ///
 /// When a send fails.
-pub async fn send_tenants(
+pub async fn send_grouped(
     sqs: &Client,
     url: &str,
     items: &[(&str, String)],
+    fifo: bool,
 ) -> anyhow::Result<Vec<String>> {
     let items: Vec<(Option<&str>, &str)> =
         items.iter().map(|(g, b)| (Some(*g), b.as_str())).collect();
-    send_entries(sqs, url, &items, false).await
-}
-
-/// Sends `(group, body)` pairs to a FIFO queue, in order.
-///
-/// # Errors
-///
-/// When a send fails.
-pub async fn send_fifo(
-    sqs: &Client,
-    url: &str,
-    items: &[(&str, String)],
-) -> anyhow::Result<Vec<String>> {
-    let items: Vec<(Option<&str>, &str)> =
-        items.iter().map(|(g, b)| (Some(*g), b.as_str())).collect();
-    send_entries(sqs, url, &items, true).await
+    send_entries(sqs, url, &items, fifo).await
 }
 
 async fn send_entries(

@@ -117,7 +117,7 @@ async fn fifo_groups_keep_their_order_across_failures_and_redeliveries() -> anyh
         items.push(("a", a.to_owned()));
         items.push(("b", r#"{"action":"sleep","ms":20}"#.to_owned()));
     }
-    let ids = localstack::send_fifo(&sqs, &url, &items).await?;
+    let ids = localstack::send_grouped(&sqs, &url, &items, true).await?;
     let worker = WorkerProc::start(&url, &["--retry-base-secs", "1", "--retry-max-secs", "1"])?;
     localstack::wait_empty(&sqs, &url, Duration::from_secs(40)).await?;
 
@@ -162,7 +162,7 @@ async fn on_a_standard_queue_a_group_id_is_a_tenant_and_holds_nothing_back() -> 
         r#"{"action":"fail","times":1,"retry_after_secs":1}"#.to_owned(),
     )];
     items.extend((0..4).map(|_| ("tenant-1", r#"{"action":"sleep","ms":50}"#.to_owned())));
-    let ids = localstack::send_tenants(&sqs, &url, &items).await?;
+    let ids = localstack::send_grouped(&sqs, &url, &items, false).await?;
     let worker = WorkerProc::start(&url, &["--retry-base-secs", "1", "--retry-max-secs", "1"])?;
     localstack::wait_empty(&sqs, &url, Duration::from_secs(30)).await?;
     let processed = worker.processed();
