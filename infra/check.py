@@ -116,12 +116,18 @@ def sam_rules(template: dict) -> list[str]:
         p.append("function must build with rust-cargolambda")
     if props.get("Runtime") != "provided.al2023" or props.get("Architectures") != ["arm64"]:
         p.append("function must be provided.al2023 on arm64")
-    event = props["Events"]["Queue"]["Properties"]
-    if "ReportBatchItemFailures" not in event.get("FunctionResponseTypes", []):
-        p.append("the SQS event must report batch item failures")
-    for key in ("BatchSize", "MaximumBatchingWindowInSeconds", "ScalingConfig"):
-        if key not in event:
-            p.append(f"the SQS event lacks {key}")
+    mapping = res["QueueMapping"]["Properties"]
+    if mapping.get("FunctionName") != {"Ref": "Function"} \
+            or mapping.get("EventSourceArn") not in ({"Fn::GetAtt": "Queue.Arn"}, {"Fn::GetAtt": ["Queue", "Arn"]}):
+        p.append("the event source mapping must connect Queue to Function")
+    if "ReportBatchItemFailures" not in mapping.get("FunctionResponseTypes", []):
+        p.append("the event source mapping must report batch item failures")
+    for key in ("BatchSize", "MaximumBatchingWindowInSeconds", "ScalingConfig", "ProvisionedPollerConfig", "MetricsConfig"):
+        if key not in mapping:
+            p.append(f"the event source mapping lacks {key}")
+    if params.get("ProvisionedMinimumPollers", {}).get("Default") != 0 \
+            or params.get("EventSourceMappingMetrics", {}).get("Default") != "off":
+        p.append("provisioned mode and the mapping's metrics must be off by default")
     for name in ("Queue", "DeadLetterQueue"):
         if not res[name]["Properties"].get("SqsManagedSseEnabled") and "KmsMasterKeyId" not in res[name]["Properties"]:
             p.append(f"{name} must be encrypted at rest")
@@ -533,11 +539,19 @@ def broken_copies_fail(metric_names) -> list[str]:
     short["Parameters"]["QueueVisibilityTimeoutSecs"]["Default"] = 60
     if not sam_rules(short):
         failures.append("SAM rules passed a visibility below 6 x the function timeout")
+    provisioned = copy.deepcopy(template)
+    provisioned["Parameters"]["ProvisionedMinimumPollers"]["Default"] = 2
+    if not sam_rules(provisioned):
+        failures.append("SAM rules passed provisioned pollers on by default")
     with tempfile.TemporaryDirectory() as tmp:
         bad_sam = Path(tmp) / "template.yaml"
         bad_sam.write_text(SAM.read_text().replace("MemorySize: 256", "MemorySize: 20"))
         if not cfn_lint(bad_sam):
             failures.append("cfn-lint passed a 20 MB function")
+        bad_sam.write_text(SAM.read_text().replace("FunctionResponseTypes: [ReportBatchItemFailures]",
+                                                   "FunctionResponseTypes: [ReportBatchItemFailure]"))
+        if not cfn_lint(bad_sam):
+            failures.append("cfn-lint passed an unknown FunctionResponseTypes value on the mapping")
         bad_sam.write_text(SAM.read_text().replace("- id: CKV_AWS_117", "- id: CKV_AWS_999"))
         if not checkov(bad_sam, "cloudformation")[0]:
             failures.append("checkov passed a function outside a VPC without a justified skip")
