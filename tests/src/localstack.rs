@@ -131,7 +131,7 @@ pub async fn create_queues(
     Ok(Queues { url, dlq_url })
 }
 
-/// Sends `bodies` (FIFO: `(group, body)` through [`send_fifo`]) in batches of
+/// Sends `bodies` (groups: [`send_grouped`]) in batches of
 /// ten; returns the message ids in order.
 ///
 /// # Errors

@@ -529,3 +529,65 @@ async fn bad_input_gets_clear_errors_or_exact_partial_responses_and_the_runtime_
     process.check_running()?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emf_lines_report_each_invocation_by_outcome() -> anyhow::Result<()> {
+    let api = RuntimeApi::start().await?;
+    let mut function = stand_in_function(&api)?;
+    function
+        .env("SQSRT_EMF_NAMESPACE", "sqsrt/e2e")
+        .stdout(Stdio::piped());
+    let mut child = function.spawn()?;
+    let stdout = child.stdout.take().context("stdout is piped")?;
+    let guard = ChildGuard::from_child("sqsrt", child);
+    let event = std::fs::read_to_string(fixture("standard.json"))?;
+    api.invoke(event, Duration::from_secs(30), Duration::from_secs(30))
+        .await?;
+    drop(guard);
+
+    let text = std::io::read_to_string(stdout)?;
+    let docs: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).with_context(|| format!("not a JSON line: {l}")))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|l| l.get("_aws").is_some())
+        .collect();
+    let by_outcome: BTreeMap<&str, u64> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["Outcome"].as_str().unwrap_or("?"),
+                d["sqsrt_messages_processed"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_outcome,
+        BTreeMap::from([("permanent", 2), ("retry", 2), ("success", 4)]),
+        "{docs:?}"
+    );
+    for doc in &docs {
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "sqsrt/e2e"
+        );
+        assert_eq!(doc["FunctionName"], "sqsrt");
+        assert!(doc["_aws"]["Timestamp"].as_u64().is_some());
+    }
+    let with_invocation: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d.get("sqsrt_invocation_duration_seconds").is_some())
+        .collect();
+    assert_eq!(
+        with_invocation.len(),
+        1,
+        "the invocation's own metrics once"
+    );
+    assert!(
+        with_invocation[0]["sqsrt_handler_duration_seconds"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty())
+    );
+    Ok(())
+}

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::decode::SqsRecords;
+use crate::emf::{Emf, InvocationMetrics};
 use crate::event::{EventError, RecordMeta, time_left};
 use crate::settle::{Settled, Settler};
 
@@ -29,6 +30,7 @@ pub struct LambdaConfig {
     fail_invocation_when_all_fail: bool,
     dlq_url: Option<String>,
     retry: RetryPolicy,
+    emf: Option<Emf>,
 }
 
 impl Default for LambdaConfig {
@@ -39,11 +41,20 @@ impl Default for LambdaConfig {
             fail_invocation_when_all_fail: false,
             dlq_url: None,
             retry: RetryPolicy::default(),
+            emf: None,
         }
     }
 }
 
 impl LambdaConfig {
+    /// Metrics as CloudWatch EMF lines on stdout, one document per outcome
+    /// that occurred in each invocation ([`crate::emf`]).
+    #[must_use]
+    pub fn emf(mut self, emf: Option<Emf>) -> Self {
+        self.emf = emf;
+        self
+    }
+
     /// No record starts after the deadline minus this; records still running
     /// at the deadline minus half of it are reported failed.
     #[must_use]
@@ -328,6 +339,9 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
             },
             split,
         );
+        if let Some(emf) = &self.config.emf {
+            write_emf(emf, &settled, &elapsed, now.elapsed());
+        }
         if let Some(detail) = detail {
             detail.extend(records.iter().zip(&settled).map(|(r, s)| RecordResult {
                 message_id: r.message_id.to_owned(),
@@ -474,6 +488,24 @@ const SPLIT_DECODE_BYTES: usize = 1 << 20;
 /// Batches from this many records on run as two halves at once (engine and
 /// log lines) when the runtime has two or more threads.
 const SPLIT_RECORDS: usize = 2_000;
+
+/// Writes the invocation's EMF lines to stdout with one write (Lambda's log
+/// capture reads them as metrics; a line must be a JSON object of its own).
+fn write_emf(emf: &Emf, settled: &[Settled], elapsed: &[Option<Duration>], took: Duration) {
+    use std::io::Write as _;
+    let mut metrics = InvocationMetrics {
+        dlq_sends: settled.iter().filter(|s| s.dead_lettered).count(),
+        handler_durations: elapsed.iter().flatten().copied().collect(),
+        invocation_duration: took,
+        ..InvocationMetrics::default()
+    };
+    for s in settled {
+        metrics.count(s.outcome.kind());
+    }
+    let lines = emf.lines(&metrics, SystemTime::now());
+    // Stdout gone (a closed pipe) is no reason to fail the invocation.
+    let _ = std::io::stdout().lock().write_all(lines.as_bytes());
+}
 
 /// Whether the records come from a FIFO queue: their `eventSourceARN` ends
 /// in `.fifo`. An event without one (hand-made) is taken as FIFO when a record

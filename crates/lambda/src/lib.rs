@@ -26,6 +26,7 @@
 
 pub mod adapter;
 pub mod decode;
+pub mod emf;
 pub mod event;
 mod init_error;
 pub mod settle;
@@ -40,5 +41,6 @@ pub const OUTCOME_LINES_SPAN: &str = "sqsrt.outcome_lines";
 
 pub use adapter::{IntoRecords, InvocationError, LambdaConfig, RecordResult, SqsLambda};
 pub use decode::SqsRecords;
+pub use emf::Emf;
 pub use event::{EventError, RecordMeta};
 pub use init_error::{InitReportError, report_init_error, runtime_api_problem};

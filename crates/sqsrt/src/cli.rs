@@ -105,6 +105,12 @@ pub(crate) struct LambdaArgs {
     #[arg(long, env = "SQSRT_FAIL_INVOCATION_WHEN_ALL_FAIL", default_value_t = false,
           value_parser = clap::builder::FalseyValueParser::new())]
     pub(crate) fail_invocation_when_all_fail: bool,
+
+    /// Write metrics as CloudWatch Embedded Metric Format lines in this
+    /// namespace (one document per outcome that occurred in an invocation);
+    /// off when absent.
+    #[arg(long, env = "SQSRT_EMF_NAMESPACE")]
+    pub(crate) emf_namespace: Option<String>,
 }
 
 /// Flags of worker mode.
@@ -249,6 +255,7 @@ impl Cli {
                 let settings = Settings {
                     deadline_margin: Duration::from_millis(args.deadline_margin_ms as u64),
                     fail_invocation_when_all_fail: args.fail_invocation_when_all_fail,
+                    emf_namespace: args.emf_namespace,
                     ..args.common.settings()
                 };
                 Runner::with_settings(settings, runner::Mode::Lambda)

@@ -156,6 +156,13 @@ impl Runner {
         self
     }
 
+    /// Lambda mode: metrics as CloudWatch EMF lines in `namespace`, with the
+    /// function's name as a dimension; `--emf-namespace`.
+    pub fn emf_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.settings.emf_namespace = Some(namespace.into());
+        self
+    }
+
     /// Per-message timeout (a timeout is a retry); `--handler-timeout-secs`.
     pub fn handler_timeout(mut self, timeout: Duration) -> Self {
         self.settings.handler_timeout = timeout;
@@ -423,7 +430,15 @@ impl Runner {
         let checked = self.settings.validate_lambda();
         problems.extend(checked.as_ref().err().cloned().unwrap_or_default());
         let config = match checked {
-            Ok(config) if problems.is_empty() => config,
+            Ok(config) if problems.is_empty() => {
+                let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+                config.emf(
+                    self.settings
+                        .emf_namespace
+                        .as_ref()
+                        .map(|ns| sqsrt_lambda::Emf::new(ns, function)),
+                )
+            }
             _ => {
                 let error = Error::Config(problems);
                 report_lambda_init_error("sqsrt.InvalidConfiguration", &error).await;

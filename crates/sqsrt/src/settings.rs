@@ -48,6 +48,7 @@ names! {
     SHUTDOWN_GRACE = "--shutdown-grace-secs", "SQSRT_SHUTDOWN_GRACE_SECS";
     PREFETCH = "--prefetch", "SQSRT_PREFETCH";
     DLQ_URL = "--dlq-url", "SQSRT_DLQ_URL";
+    EMF_NAMESPACE = "--emf-namespace", "SQSRT_EMF_NAMESPACE";
 }
 
 /// The most runtime threads asked for.
@@ -72,6 +73,7 @@ pub(crate) struct Settings {
     pub(crate) log_level: Option<String>,
     pub(crate) deadline_margin: Duration,
     pub(crate) fail_invocation_when_all_fail: bool,
+    pub(crate) emf_namespace: Option<String>,
     pub(crate) queue_url: Option<String>,
     pub(crate) visibility_timeout: Option<Duration>,
     pub(crate) heartbeat: Option<Duration>,
@@ -92,6 +94,7 @@ impl Default for Settings {
             log_level: None,
             deadline_margin: Duration::from_millis(500),
             fail_invocation_when_all_fail: false,
+            emf_namespace: None,
             queue_url: None,
             visibility_timeout: None,
             heartbeat: None,
@@ -131,6 +134,21 @@ impl Problems {
     fn url(&mut self, name: Name, value: Option<&str>) {
         if value.is_some_and(|v| v.trim().is_empty()) {
             self.push(format!("must not be empty {name}"));
+        }
+    }
+
+    /// CloudWatch's namespace rules: 1 to 255 characters from letters,
+    /// digits and `. - _ / # :`, not starting with `AWS/` (reserved).
+    fn emf_namespace(&mut self, value: &str) {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c);
+        if value.is_empty()
+            || value.len() > 255
+            || !value.chars().all(allowed)
+            || value.starts_with("AWS/")
+        {
+            self.push(format!(
+                "must be 1 to 255 characters of letters, digits and . - _ / # : and not start with AWS/, not {value:?} {EMF_NAMESPACE}"
+            ));
         }
     }
 
@@ -207,6 +225,9 @@ impl Settings {
             Duration::ZERO,
             MAX_DEADLINE_MARGIN,
         );
+        if let Some(namespace) = &self.emf_namespace {
+            problems.emf_namespace(namespace);
+        }
         problems.into_result(|| {
             LambdaConfig::default()
                 .deadline_margin(self.deadline_margin)
@@ -295,6 +316,24 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(worker.validate_worker().unwrap().queue_url, "http://q");
+    }
+
+    #[test]
+    fn emf_namespaces_follow_cloudwatch_rules() {
+        let with = |ns: &str| Settings {
+            emf_namespace: Some(ns.into()),
+            ..Settings::default()
+        };
+        for good in ["sqsrt", "orders/prod", "Team.App-1_x#y:z"] {
+            assert!(with(good).validate_lambda().is_ok(), "{good}");
+        }
+        for bad in ["", "AWS/Lambda", "no$dollars", &"x".repeat(256)] {
+            let problems = with(bad).validate_lambda().unwrap_err();
+            assert!(
+                problems[0].0.contains("SQSRT_EMF_NAMESPACE"),
+                "{bad}: {problems:?}"
+            );
+        }
     }
 
     #[test]
