@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqsrt_sqs::{MAX_BATCH_ENTRIES, VisibilityChange, WorkerQueue};
+use sqsrt_sqs::{EntryFailure, MAX_BATCH_ENTRIES, VisibilityChange, WorkerQueue};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -109,26 +109,50 @@ impl<Q: WorkerQueue> Heartbeat<Q> {
             }
             let due = self.in_flight.due(period);
             for chunk in due.chunks(MAX_BATCH_ENTRIES) {
-                let entries = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, receipt)| VisibilityChange {
-                        id: i.to_string(),
-                        receipt_handle: receipt.clone(),
-                        timeout_secs,
-                    })
-                    .collect();
-                let result = self
-                    .queue
-                    .change_visibility_batch(&self.queue_url, entries)
-                    .await;
-                self.metrics
-                    .sqs_call("ChangeMessageVisibilityBatch", result.is_ok());
-                match result {
-                    Ok(_) => self.errors.ok(),
-                    Err(error) => self.errors.failed(&error),
-                }
+                let changes = chunk.iter().map(|receipt| (receipt.clone(), timeout_secs));
+                // A refused extension: the message may return early; the next beat tries again.
+                let _ = change_visibility(
+                    &*self.queue,
+                    &self.queue_url,
+                    changes,
+                    &self.metrics,
+                    &self.errors,
+                )
+                .await;
             }
+        }
+    }
+}
+
+/// One `ChangeMessageVisibilityBatch` of `(receipt handle, seconds)` pairs
+/// (at most ten), counted in the metrics and the error log: the one way the
+/// heartbeat and the settler change visibility. The entries SQS refused.
+pub(crate) async fn change_visibility<Q: WorkerQueue>(
+    queue: &Q,
+    queue_url: &str,
+    changes: impl IntoIterator<Item = (String, u32)>,
+    metrics: &Metrics,
+    errors: &ErrorLog,
+) -> Vec<EntryFailure> {
+    let entries = changes
+        .into_iter()
+        .enumerate()
+        .map(|(i, (receipt_handle, timeout_secs))| VisibilityChange {
+            id: i.to_string(),
+            receipt_handle,
+            timeout_secs,
+        })
+        .collect();
+    let result = queue.change_visibility_batch(queue_url, entries).await;
+    metrics.sqs_call("ChangeMessageVisibilityBatch", result.is_ok());
+    match result {
+        Ok(failures) => {
+            errors.ok();
+            failures
+        }
+        Err(error) => {
+            errors.failed(&error);
+            Vec::new()
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqsrt_core::{Message, Outcome, RetryPolicy};
 use sqsrt_sqs::{
-    Action, Delivery, MAX_BATCH_ENTRIES, SettlePolicy, SqsErrorKind, VisibilityChange, WorkerQueue,
+    Action, Delivery, MAX_BATCH_ENTRIES, SettlePolicy, SqsErrorKind, WorkerQueue,
     dead_letter_message, is_fifo_queue, not_dead_lettered,
 };
 use tokio::sync::OwnedSemaphorePermit;
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::errors::ErrorLog;
-use crate::heartbeat::InFlight;
+use crate::heartbeat::{InFlight, change_visibility};
 use crate::metrics::Metrics;
 
 /// Deletes and visibility changes are flushed at least this often.
@@ -366,29 +366,16 @@ impl<Q: WorkerQueue> Settler<Q> {
     /// One `ChangeMessageVisibilityBatch`, best effort: a message whose
     /// change fails returns after its current visibility timeout.
     async fn change(&self, batch: Vec<(String, u32)>) {
-        let entries = batch
-            .into_iter()
-            .enumerate()
-            .map(|(i, (receipt_handle, timeout_secs))| VisibilityChange {
-                id: i.to_string(),
-                receipt_handle,
-                timeout_secs,
-            })
-            .collect();
-        let result = self
-            .queue
-            .change_visibility_batch(&self.queue_url, entries)
-            .await;
-        self.metrics
-            .sqs_call("ChangeMessageVisibilityBatch", result.is_ok());
-        match result {
-            Ok(failures) => {
-                self.errors.ok();
-                for f in failures {
-                    debug!(code = %f.code, detail = %f.message, "Visibility change refused; the message returns after its visibility timeout.");
-                }
-            }
-            Err(error) => self.errors.failed(&error),
+        let refused = change_visibility(
+            &*self.queue,
+            &self.queue_url,
+            batch,
+            &self.metrics,
+            &self.errors,
+        )
+        .await;
+        for f in refused {
+            debug!(code = %f.code, detail = %f.message, "Visibility change refused; the message returns after its visibility timeout.");
         }
     }
 }
