@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end benchmarks of the static release binary, printed as one
 # markdown table and written to $CARGO_TARGET_DIR/bench/results.md:
-# Lambda mode (size, cold start, warm 10 / 10,000-record invocations, RSS)
+# Lambda mode (size, cold start, warm 10 / 10,000-record invocations, RSS,
+# Managed Instances: 1-8 concurrent invocations)
 # under the project's Runtime API stand-in, and worker mode against
 # LocalStack (random-time handler vs c/d, no-op handler, CPU per message,
 # RSS, SIGTERM to exit). The criterion suites are `cargo bench`.
@@ -10,10 +11,10 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SQSRT_ROOT"
-lambda_args=(--starts 20 --invocations 30)
+lambda_args=(--starts 20 --invocations 30 --rounds 100)
 worker_args=(--messages 3000 --repeat 3)
 if [ "${1:-}" = "--smoke" ]; then
-  lambda_args=(--starts 2 --invocations 1)
+  lambda_args=(--starts 2 --invocations 1 --rounds 2)
   worker_args=(--messages 60 --repeat 1)
 fi
 install_localstack

@@ -208,3 +208,22 @@ pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
         .parse()
         .map_err(anyhow::Error::from)
 }
+
+/// User + system CPU time of a process so far, all its threads (exited ones
+/// included), from `/proc/<pid>/stat`: in steps of 10 ms (`USER_HZ`), so
+/// measure over many invocations.
+///
+/// # Errors
+///
+/// When `/proc/<pid>/stat` cannot be read or parsed.
+pub fn cpu_time(pid: u32) -> anyhow::Result<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("stat format")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(std::time::Duration::from_millis(ticks * 10))
+}

@@ -47,6 +47,8 @@ struct Shared {
     answers: Mutex<HashMap<String, Answer>>,
     init_errors: Mutex<Vec<String>>,
     first_poll: Mutex<Option<Instant>>,
+    /// Handed out and not yet answered: now, and the most seen.
+    outstanding: Mutex<(usize, usize)>,
 }
 
 /// The running stand-in.
@@ -136,16 +138,24 @@ impl RuntimeApi {
     /// # Errors
     ///
     /// When no answer arrives in time, or the function reported an init error.
-    ///
-    /// # Panics
-    ///
-    /// Never: its locks are only held by code that does not panic.
     pub async fn invoke(
         &self,
         body: String,
         deadline_in: Duration,
         wait: Duration,
     ) -> anyhow::Result<Answer> {
+        let request_id = self.queue(body, deadline_in);
+        self.answer(&request_id, wait).await
+    }
+
+    /// Queues `body` as an invocation whose deadline is `deadline_in` after
+    /// the function receives it; its request id. Several queued at once are
+    /// handed out as fast as the function asks (concurrent invocations).
+    ///
+    /// # Panics
+    ///
+    /// Never: its locks are only held by code that does not panic.
+    pub fn queue(&self, body: String, deadline_in: Duration) -> String {
         let request_id = {
             let mut n = self.next_id.lock().expect("lock is never poisoned");
             *n += 1;
@@ -161,6 +171,19 @@ impl RuntimeApi {
                 deadline_in,
             });
         self.shared.queued.notify_one();
+        request_id
+    }
+
+    /// Waits up to `wait` for the answer to `request_id`.
+    ///
+    /// # Errors
+    ///
+    /// When no answer arrives in time, or the function reported an init error.
+    ///
+    /// # Panics
+    ///
+    /// Never: its locks are only held by code that does not panic.
+    pub async fn answer(&self, request_id: &str, wait: Duration) -> anyhow::Result<Answer> {
         let start = Instant::now();
         loop {
             if let Some(answer) = self
@@ -168,7 +191,7 @@ impl RuntimeApi {
                 .answers
                 .lock()
                 .expect("lock is never poisoned")
-                .remove(&request_id)
+                .remove(request_id)
             {
                 return Ok(answer);
             }
@@ -187,6 +210,31 @@ impl RuntimeApi {
             }
             tokio::time::sleep(left.min(Duration::from_millis(5))).await;
         }
+    }
+
+    /// The most invocations handed out and not yet answered at one time.
+    ///
+    /// # Panics
+    ///
+    /// Never: the lock is never poisoned.
+    #[must_use]
+    pub fn peak_outstanding(&self) -> usize {
+        self.shared
+            .outstanding
+            .lock()
+            .expect("lock is never poisoned")
+            .1
+    }
+
+    /// The trace id this stand-in sends with `request_id`
+    /// (`lambda-runtime-trace-id`): one per invocation, as X-Ray's.
+    #[must_use]
+    pub fn trace_id(request_id: &str) -> String {
+        let n: u64 = request_id
+            .strip_prefix("req-")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        format!("Root=1-00000000-{n:024x};Parent=0000000000000001;Sampled=1")
     }
 }
 
@@ -223,8 +271,13 @@ async fn next(State(shared): State<Arc<Shared>>) -> (HeaderMap, String) {
             );
             headers.insert(
                 "lambda-runtime-trace-id",
-                header("Root=1-00000000-000000000000000000000000"),
+                header(&RuntimeApi::trace_id(&p.request_id)),
             );
+            {
+                let mut outstanding = shared.outstanding.lock().expect("lock is never poisoned");
+                outstanding.0 += 1;
+                outstanding.1 = outstanding.1.max(outstanding.0);
+            }
             shared
                 .served
                 .lock()
@@ -246,6 +299,10 @@ fn record(shared: &Shared, id: &str, reply: Reply) -> StatusCode {
     let Some(served) = served else {
         return StatusCode::NOT_FOUND;
     };
+    {
+        let mut outstanding = shared.outstanding.lock().expect("lock is never poisoned");
+        outstanding.0 = outstanding.0.saturating_sub(1);
+    }
     shared
         .answers
         .lock()

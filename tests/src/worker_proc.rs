@@ -205,14 +205,7 @@ impl WorkerProc {
     pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<(ExitStatus, Duration)> {
         let start = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait()? {
-                // The process is gone, so its stdout reaches EOF: the reader
-                // ends after taking the last lines.
-                if let Some(reader) = self.reader.take() {
-                    reader
-                        .join()
-                        .map_err(|_| anyhow::anyhow!("the log reader panicked"))?;
-                }
+            if let Some(status) = self.exited()? {
                 return Ok((status, start.elapsed()));
             }
             if start.elapsed() > timeout {
@@ -220,6 +213,26 @@ impl WorkerProc {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The exit status if the process has exited (every line it wrote is
+    /// then in [`Self::lines`]), without waiting.
+    ///
+    /// # Errors
+    ///
+    /// When the status cannot be read.
+    pub fn exited(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        let Some(status) = self.child.try_wait()? else {
+            return Ok(None);
+        };
+        // The process is gone, so its stdout reaches EOF: the reader ends
+        // after taking the last lines.
+        if let Some(reader) = self.reader.take() {
+            reader
+                .join()
+                .map_err(|_| anyhow::anyhow!("the log reader panicked"))?;
+        }
+        Ok(Some(status))
     }
 
     /// `GET path` on the metrics address: status code and body.
@@ -392,6 +405,26 @@ pub async fn until(
     Ok(())
 }
 
+/// Deliveries no worker logged: for each message, its highest
+/// `ApproximateReceiveCount` minus the lines logged for it. Every delivery
+/// that reaches a worker ends in exactly one line (`skipped` included), so
+/// with no SIGKILL and no lost answers a positive count is a receive whose
+/// messages reached no worker: stranded until their visibility timeout.
+#[must_use]
+pub fn unseen_deliveries(processed: &[Processed]) -> u64 {
+    let mut per_message: std::collections::HashMap<&str, (u64, u64)> =
+        std::collections::HashMap::new();
+    for p in processed {
+        let entry = per_message.entry(p.message_id.as_str()).or_default();
+        entry.0 = entry.0.max(p.receive_count);
+        entry.1 += 1;
+    }
+    per_message
+        .values()
+        .map(|(highest, lines)| highest.saturating_sub(*lines))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,5 +464,18 @@ mod tests {
             deleted_before_success(&deletes, &processed),
             ["after", "never"]
         );
+    }
+
+    #[test]
+    fn a_delivery_without_a_line_is_unseen() {
+        let mut second = line("a", "success", "2026-11-18T11:06:40.000100Z");
+        second.receive_count = 3; // deliveries 1 and 3 logged, 2 reached no worker
+        let processed = [
+            line("a", "retry", "2026-11-18T11:06:40.000100Z"),
+            second,
+            line("b", "success", "2026-11-18T11:06:40.000100Z"),
+        ];
+        assert_eq!(unseen_deliveries(&processed), 1);
+        assert_eq!(unseen_deliveries(&processed[2..]), 0);
     }
 }

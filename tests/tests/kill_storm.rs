@@ -62,7 +62,7 @@ async fn kill_storm_loses_nothing() -> anyhow::Result<()> {
         if rng.bool() {
             terms += 1;
             worker.signal("TERM")?;
-            let (status, _) = worker.wait_exit(Duration::from_secs(15))?;
+            let (status, _) = worker.wait_exit(Duration::from_secs(30))?;
             // Handlers take at most 300 ms, far below the 5 s grace.
             if status.success() {
                 term_exits_ok += 1;
@@ -79,7 +79,7 @@ async fn kill_storm_loses_nothing() -> anyhow::Result<()> {
     localstack::wait_empty(&sqs, &url, Duration::from_secs(90)).await?;
     for worker in &mut running {
         worker.signal("TERM")?;
-        worker.wait_exit(Duration::from_secs(15))?;
+        worker.wait_exit(Duration::from_secs(30))?;
         finished.extend(worker.processed());
     }
     let (dead_lettered, _) = localstack::depth(&sqs, &dlq_url).await?;

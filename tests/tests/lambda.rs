@@ -591,3 +591,138 @@ async fn emf_lines_report_each_invocation_by_outcome() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// An event of `records` records with `body`, each id naming its invocation.
+fn event_of(invocation: usize, records: usize, body: &str) -> String {
+    let records: Vec<Value> = (0..records)
+        .map(|i| bad_input_record(&format!("inv{invocation}-rec{i}"), &json!(body), &json!({})))
+        .collect();
+    json!({ "Records": records }).to_string()
+}
+
+/// Queues `events` all at once; the answers in the same order.
+async fn invoke_all(
+    api: &RuntimeApi,
+    events: Vec<String>,
+) -> anyhow::Result<Vec<sqsrt_e2e::runtime_api::Answer>> {
+    let ids: Vec<String> = events
+        .into_iter()
+        .map(|e| api.queue(e, Duration::from_secs(30)))
+        .collect();
+    let mut answers = Vec::with_capacity(ids.len());
+    for id in &ids {
+        answers.push(api.answer(id, Duration::from_secs(30)).await?);
+    }
+    Ok(answers)
+}
+
+/// Lambda Managed Instances: with `AWS_LAMBDA_MAX_CONCURRENCY=4` one process
+/// takes four invocations at once; with `--max-in-flight 2` their records
+/// share one bound (four invocations of two 300 ms records cannot finish in
+/// under 1.2 s; with a bound per invocation they would in 0.3 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_instances_serve_concurrent_invocations_through_one_bound() -> anyhow::Result<()> {
+    let body = r#"{"action":"sleep","ms":300}"#;
+    for (max_in_flight, invocations) in [(16, 8), (2, 4)] {
+        let api = RuntimeApi::start().await?;
+        let mut function = stand_in_function(&api)?;
+        function
+            .env("AWS_LAMBDA_MAX_CONCURRENCY", "4")
+            .env("SQSRT_MAX_IN_FLIGHT", max_in_flight.to_string())
+            .env("SQSRT_LOG_LEVEL", "warn");
+        let _guard = ChildGuard::spawn("sqsrt", &mut function)?;
+        api.first_poll(Duration::from_secs(10)).await?;
+        let start = std::time::Instant::now();
+        let events = (0..invocations).map(|n| event_of(n, 2, body)).collect();
+        let answers = invoke_all(&api, events).await?;
+        let took = start.elapsed();
+        for answer in &answers {
+            let Reply::Response(text) = &answer.reply else {
+                bail!("an invocation failed: {:?}", answer.reply);
+            };
+            assert!(failures(&serde_json::from_str(text)?)?.is_empty(), "{text}");
+        }
+        println!(
+            "max-in-flight {max_in_flight}: {invocations} invocations of 2 x 300 ms in {took:?}, {} at once at most",
+            api.peak_outstanding()
+        );
+        assert_eq!(
+            api.peak_outstanding(),
+            4,
+            "AWS_LAMBDA_MAX_CONCURRENCY invocations at once, never more"
+        );
+        if max_in_flight == 2 {
+            assert!(
+                took >= Duration::from_millis(1_200),
+                "8 records of 300 ms through one bound of 2 took {took:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Each of several concurrent invocations keeps its own request id and trace
+/// id: in its log lines (the span) and in the handler's `Context` (the
+/// `context` example logs what it reads there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_invocations_keep_their_ids_in_log_lines_and_the_handler_context()
+-> anyhow::Result<()> {
+    let example = example_bin("context")?;
+    let api = RuntimeApi::start().await?;
+    let mut function = Command::new(example);
+    function
+        .envs(offline_aws_env())
+        .env("AWS_LAMBDA_RUNTIME_API", api.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "context")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_MAX_CONCURRENCY", "3")
+        .stdout(Stdio::piped());
+    let mut child = function.spawn()?;
+    let stdout = child.stdout.take().context("stdout is piped")?;
+    let guard = ChildGuard::from_child("context example", child);
+    api.first_poll(Duration::from_secs(10)).await?;
+    let events = (0..6).map(|n| event_of(n, 3, r#"{"ms":200}"#)).collect();
+    invoke_all(&api, events).await?;
+    assert_eq!(api.peak_outstanding(), 3);
+    drop(guard);
+
+    let text = std::io::read_to_string(stdout)?;
+    let handled: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "Handling.")
+        .collect();
+    assert_eq!(handled.len(), 18, "{text}");
+    let mut requests = std::collections::BTreeSet::new();
+    for line in &handled {
+        let request_id = line["request_id"].as_str().context("no request_id")?;
+        assert_eq!(line["invocation_request_id"], request_id, "{line}");
+        assert_eq!(
+            line["invocation_trace_id"],
+            RuntimeApi::trace_id(request_id),
+            "{line}"
+        );
+        assert_eq!(line["xray_trace_id"], RuntimeApi::trace_id(request_id));
+        requests.insert(request_id.to_owned());
+    }
+    assert_eq!(requests.len(), 6, "six invocations, each its own ids");
+    Ok(())
+}
+
+/// A `crates/sqsrt` example, built by `cargo test --workspace`; built here
+/// when missing.
+fn example_bin(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        std::path::PathBuf::from,
+    );
+    let path = target.join("debug/examples").join(name);
+    if !path.is_file() {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--locked", "-q", "-p", "sqsrt", "--example", name])
+            .status()?;
+        anyhow::ensure!(status.success(), "cannot build the {name} example");
+    }
+    Ok(path)
+}

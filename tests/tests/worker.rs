@@ -297,7 +297,7 @@ async fn prefetched_messages_wait_for_a_handler_and_are_released_at_shutdown() -
         "held = max-in-flight + prefetch, never more"
     );
     worker.signal("TERM")?;
-    let (status, _) = worker.wait_exit(Duration::from_secs(15))?;
+    let (status, _) = worker.wait_exit(Duration::from_secs(30))?;
     assert!(status.success(), "exit {status} after SIGTERM");
     let processed = worker.processed();
     let count = |outcome: &str| processed.iter().filter(|p| p.outcome == outcome).count();
@@ -320,6 +320,49 @@ async fn prefetched_messages_wait_for_a_handler_and_are_released_at_shutdown() -
         .cloned()
         .collect();
     assert_eq!(all, ids.into_iter().collect::<HashSet<_>>(), "nothing lost");
+    Ok(())
+}
+
+/// Scale-in of an idle worker: its long polls are open when SIGTERM comes,
+/// and SQS hands them whatever arrives next. Abandoned, those messages would
+/// stay invisible for the queue's visibility timeout (60 s here) after the
+/// worker is gone; finished and released, they are visible again at exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_idle_strands_nothing_the_open_long_polls_receive() -> anyhow::Result<()> {
+    let sqs = localstack::client().await?;
+    let Queues { url, .. } = localstack::create_queues(&sqs, "idle-term", false, 60, 10).await?;
+    // 20 handler slots: two pollers, both in a long poll while idle.
+    let mut worker = WorkerProc::start(&url, &["--max-in-flight", "20", "--prefetch", "0"])?;
+    until("the queue checked", Duration::from_secs(20), || {
+        Ok(worker.lines_containing("Queue checked.") == 1)
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await; // the long polls are open
+    let signalled = Instant::now();
+    worker.signal("TERM")?;
+    until("the shutdown begun", Duration::from_secs(5), || {
+        Ok(worker.lines_containing("Shutdown began") == 1)
+    })
+    .await?;
+    let ids = localstack::send(&sqs, &url, &bodies(20, r#"{"action":"ok"}"#)).await?;
+    let (status, _) = worker.wait_exit(Duration::from_secs(30))?;
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit {status} after SIGTERM");
+    let processed = worker.processed();
+    assert!(
+        processed.iter().all(|p| p.outcome == "skipped"),
+        "no handler ran after SIGTERM: {processed:?}"
+    );
+    let (visible, in_flight) = localstack::depth(&sqs, &url).await?;
+    println!(
+        "idle SIGTERM: exit after {took:?}; {} received after the signal and released; queue {visible} visible, {in_flight} in flight",
+        processed.len()
+    );
+    assert_eq!(
+        (visible, in_flight),
+        (ids.len() as u64, 0),
+        "every message sent after SIGTERM is visible once the worker is gone"
+    );
     Ok(())
 }
 

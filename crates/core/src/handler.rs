@@ -42,9 +42,10 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
-/// What a handler knows besides its message: when it must be done, and a
-/// signal that fires when its work is being abandoned. A handler that
-/// ignores both is still correct.
+/// What a handler knows besides its message: when it must be done, a
+/// signal that fires when its work is being abandoned, and on platforms that
+/// invoke (Lambda) the invocation's request and trace ids. A handler that
+/// ignores all of them is still correct.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Context {
@@ -52,14 +53,49 @@ pub struct Context {
     /// Shared by the messages of a batch: cloning an `Arc` is one atomic
     /// add, cloning and dropping a `CancellationToken` locks its node twice
     /// (per message, in a 10,000-record batch).
-    cancellation: Arc<CancellationToken>,
+    shared: Arc<BatchContext>,
+}
+
+/// The part of a [`Context`] all messages of a batch share.
+#[derive(Debug, Default)]
+pub(crate) struct BatchContext {
+    pub(crate) cancellation: CancellationToken,
+    pub(crate) invocation: Invocation,
+}
+
+/// The invocation a batch came in, where the platform has one: Lambda's
+/// request id and X-Ray trace id. Empty in worker mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Invocation {
+    /// The invocation's request id.
+    pub request_id: Option<String>,
+    /// The invocation's trace id (X-Ray's `Root=...;Parent=...;Sampled=...`).
+    pub trace_id: Option<String>,
+}
+
+impl Invocation {
+    /// An invocation with these ids.
+    #[must_use]
+    pub fn new(request_id: Option<String>, trace_id: Option<String>) -> Self {
+        Self {
+            request_id,
+            trace_id,
+        }
+    }
 }
 
 impl Context {
     /// A context with the given deadline and cancellation signal.
     #[must_use]
     pub fn new(deadline: Instant, cancellation: CancellationToken) -> Self {
-        Self::shared(deadline, Arc::new(cancellation))
+        Self::shared(
+            deadline,
+            Arc::new(BatchContext {
+                cancellation,
+                invocation: Invocation::default(),
+            }),
+        )
     }
 
     /// A context with the given deadline and a cancellation signal of its
@@ -69,12 +105,22 @@ impl Context {
         Self::new(deadline, CancellationToken::new())
     }
 
-    /// A context whose cancellation signal is shared with others.
-    pub(crate) fn shared(deadline: Instant, cancellation: Arc<CancellationToken>) -> Self {
-        Self {
-            deadline,
-            cancellation,
-        }
+    /// This context as part of `invocation` (tests, or a handler called
+    /// directly; the engine sets it from [`crate::BatchOptions::invocation`]).
+    #[must_use]
+    pub fn with_invocation(self, invocation: Invocation) -> Self {
+        Self::shared(
+            self.deadline,
+            Arc::new(BatchContext {
+                cancellation: self.shared.cancellation.clone(),
+                invocation,
+            }),
+        )
+    }
+
+    /// A context whose cancellation signal and invocation are shared with others.
+    pub(crate) fn shared(deadline: Instant, shared: Arc<BatchContext>) -> Self {
+        Self { deadline, shared }
     }
 
     /// When this message must be done: its handler timeout, or in Lambda mode
@@ -94,7 +140,23 @@ impl Context {
     /// worker's shutdown grace ran out). Watch it to stop early.
     #[must_use]
     pub fn cancellation(&self) -> &CancellationToken {
-        &self.cancellation
+        &self.shared.cancellation
+    }
+
+    /// The Lambda request id of the invocation this message came in; `None`
+    /// in worker mode. Under Lambda Managed Instances several invocations
+    /// run at once in one process: this is the one of this message.
+    #[must_use]
+    pub fn request_id(&self) -> Option<&str> {
+        self.shared.invocation.request_id.as_deref()
+    }
+
+    /// The X-Ray trace id of the invocation this message came in (when
+    /// tracing is on); `None` in worker mode. Read it here, not from
+    /// `_X_AMZN_TRACE_ID`, which concurrent invocations cannot share.
+    #[must_use]
+    pub fn trace_id(&self) -> Option<&str> {
+        self.shared.invocation.trace_id.as_deref()
     }
 }
 

@@ -175,24 +175,40 @@ pub async fn run<H: Handler, Q: WorkerQueue>(
     Ok(exit)
 }
 
-/// The drain: receives stop (long polls abandoned), unstarted messages are
-/// released by the engine, running ones get the shutdown grace; when it runs
-/// out, the rest is abandoned and released.
+/// The drain, one deadline from the signal: no receive starts; the long
+/// polls in flight are finished and what they bring is released at once
+/// (abandoned, SQS would still hand them messages, stranded for a visibility
+/// timeout); unstarted messages are released by the engine, running ones
+/// finish. When the shutdown grace runs out, receives still open are
+/// dropped and running messages are abandoned and released.
 async fn drain<H: Handler, Q: WorkerQueue>(
     shared: &Shared<H, Q>,
     pollers: Vec<tokio::task::JoinHandle<()>>,
 ) -> Exit {
+    let deadline = tokio::time::Instant::now() + shared.config.shutdown_grace;
     shared.health.set_ready(false);
     info!(
         held = shared.in_flight.len(),
         grace_secs = shared.config.shutdown_grace.as_secs(),
-        "Shutdown began: no more receives; unstarted messages are released, running ones finish."
+        "Shutdown began: no new receive; the long polls in flight finish and what they bring is released; unstarted messages are released, running ones finish."
     );
-    for task in pollers {
-        let _ = task.await;
+    let mut expired = false;
+    for mut task in pollers {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            expired = true;
+            task.abort();
+            let _ = task.await;
+        }
+    }
+    if expired {
+        warn!(
+            "Shutdown grace ran out with a receive still open; whatever SQS gives it returns after the visibility timeout."
+        );
     }
     shared.tracker.close();
-    if tokio::time::timeout(shared.config.shutdown_grace, shared.tracker.wait())
+    // Polled before the deadline is checked: with no task left this is
+    // `Drained` even after a receive was dropped (nothing lost; it is late).
+    if tokio::time::timeout_at(deadline, shared.tracker.wait())
         .await
         .is_ok()
     {
@@ -284,6 +300,9 @@ async fn poll<H: Handler, Q: WorkerQueue>(shared: Arc<Shared<H, Q>>) {
     let mut backoff = BACKOFF_BASE;
     let mut attempt_id: Option<String> = None;
     loop {
+        if shared.shutdown.is_cancelled() {
+            return;
+        }
         if shared.slots.available_permits() == 0 {
             shared.health.set_full(true);
         }
@@ -325,11 +344,14 @@ async fn poll<H: Handler, Q: WorkerQueue>(shared: Arc<Shared<H, Q>>) {
                 .map(|v| u32::try_from(v.as_secs()).unwrap_or(u32::MAX)),
             attempt_id: attempt_id.clone(),
         };
-        // Abandoning a long poll at shutdown is safe: whatever it received returns after one visibility timeout.
-        let result = tokio::select! {
-            r = shared.queue.receive(&shared.config.queue_url, request) => r,
-            () = shared.shutdown.cancelled() => return,
-        };
+        // Not abandoned at shutdown: SQS still hands an abandoned long poll
+        // messages, stranded for a visibility timeout. It ends within
+        // WAIT_SECS; what it brings is dispatched with the stop set, so the
+        // engine releases it at once. The drain drops it at the grace.
+        let result = shared
+            .queue
+            .receive(&shared.config.queue_url, request)
+            .await;
         shared.metrics.sqs_call("ReceiveMessage", result.is_ok());
         shared.health.progress();
         match result {

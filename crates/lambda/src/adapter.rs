@@ -13,7 +13,7 @@ use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Diagnostic, LambdaEvent, LambdaInvocation, Runtime, service_fn};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use sqsrt_core::{BatchOptions, Engine, Handler, Message, Outcome, RetryPolicy};
+use sqsrt_core::{BatchOptions, Engine, Handler, Invocation, Message, Outcome, RetryPolicy};
 use sqsrt_sqs::{Delivery, QueueClient, is_fifo_queue};
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
@@ -184,7 +184,13 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
                         request_id = %event.context.request_id,
                         xray_trace_id = event.context.xray_trace_id.as_deref(),
                     );
-                    this.handle(records, deadline).instrument(span).await
+                    let invocation = Invocation::new(
+                        Some(event.context.request_id),
+                        event.context.xray_trace_id,
+                    );
+                    this.handle_inner(records, deadline, invocation, None)
+                        .instrument(span)
+                        .await
                 });
                 invocation
             })
@@ -199,9 +205,13 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
             decoded,
             split_from,
         };
-        // Boxed: the runtime's future is deep enough to overflow rustc's
-        // layout query depth when nested in callers' async fns.
-        Box::pin(Runtime::new(handler).layer(layer).run()).await
+        // `run_concurrent`: with AWS_LAMBDA_MAX_CONCURRENCY above 1 (Lambda
+        // Managed Instances) that many invocations at once, each its own
+        // `/next` loop, all through this one engine and its in-flight bound;
+        // otherwise one at a time, as `run`. Boxed: the runtime's future is
+        // deep enough to overflow rustc's layout query depth when nested in
+        // callers' async fns.
+        Box::pin(Runtime::new(handler).layer(layer).run_concurrent()).await
     }
 
     /// Runs the batch through the engine. With `split` ([`two_threads`]), a batch from a standard
@@ -259,7 +269,8 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         event: impl IntoRecords,
         time_left: Option<Duration>,
     ) -> Result<SqsBatchResponse, InvocationError> {
-        self.handle_inner(event, time_left, None).await
+        self.handle_inner(event, time_left, Invocation::default(), None)
+            .await
     }
 
     /// [`SqsLambda::handle`], also giving what became of each record, in
@@ -275,7 +286,7 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
     ) -> Result<(SqsBatchResponse, Vec<RecordResult>), InvocationError> {
         let mut records = Vec::new();
         let response = self
-            .handle_inner(event, time_left, Some(&mut records))
+            .handle_inner(event, time_left, Invocation::default(), Some(&mut records))
             .await?;
         Ok((response, records))
     }
@@ -284,6 +295,7 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
         &self,
         event: impl IntoRecords,
         time_left: Option<Duration>,
+        invocation: Invocation,
         detail: Option<&mut Vec<RecordResult>>,
     ) -> Result<SqsBatchResponse, InvocationError> {
         let (messages, metas) = event.into_records().inspect_err(|error| {
@@ -303,6 +315,7 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
             start_deadline: deadline.map(|d| d.checked_sub(margin).unwrap_or(now)),
             abandon_deadline: deadline.map(|d| d.checked_sub(margin / 2).unwrap_or(now)),
             fifo,
+            invocation,
             ..BatchOptions::default()
         };
         // The ids outlive the messages (handlers consume them): copied into
@@ -452,7 +465,9 @@ impl<S> Layer<S> for DecodeFirst {
     }
 }
 
-/// The service [`DecodeFirst`] makes.
+/// The service [`DecodeFirst`] makes (cloned once per concurrent `/next`
+/// loop under Managed Instances).
+#[derive(Clone)]
 struct DecodeFirstService<S> {
     inner: S,
     decoded: Arc<DecodedPayloads>,

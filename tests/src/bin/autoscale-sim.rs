@@ -7,9 +7,11 @@
 //! `ceil(total / queueLength)` between 1 and the maximum; scale-down waits a
 //! stabilization window, and the last replica goes only after the cooldown
 //! with nothing in the queue. Replicas are started, and stopped with SIGTERM
-//! (they drain). A producer sends bursts meanwhile. At the end the backlog must be
-//! drained, replicas back to zero, and every message succeeded; the timeline
-//! is written as CSV and PNG.
+//! (they drain: a terminating pod no longer counts as a replica, and sampling
+//! goes on while it exits). A producer sends bursts meanwhile. At the end the
+//! backlog must be drained, replicas back to zero, every message succeeded,
+//! and no delivery stranded (received by a stopping worker's long poll but
+//! never handed to a worker); the timeline is written as CSV and PNG.
 //!
 //! `autoscale-sim [--short] [--out DIR]` (`--short`: CI timings)
 
@@ -26,7 +28,9 @@ use plotters::prelude::*;
 use sqsrt_e2e::fault_proxy::FaultProxy;
 use sqsrt_e2e::localstack::{self, Queues};
 use sqsrt_e2e::summary;
-use sqsrt_e2e::worker_proc::{Processed, WorkerProc, bodies, delete_accounting, successes};
+use sqsrt_e2e::worker_proc::{
+    Processed, WorkerProc, bodies, delete_accounting, successes, unseen_deliveries,
+};
 
 /// KEDA-like settings.
 struct Scaling {
@@ -84,20 +88,17 @@ async fn main() -> anyhow::Result<()> {
     let sqs = localstack::client().await?;
     let Queues { url, dlq_url } =
         localstack::create_queues(&sqs, "autoscale", false, 10, 5).await?;
-    let worker_args = [
-        "--max-in-flight",
-        "10",
-        "--shutdown-grace-secs",
-        "5",
-        "--handler-timeout-secs",
-        "2",
-    ];
+    // The default shutdown grace (25 s): above the 20 s a long poll open at
+    // SIGTERM may take, as a deployment keeps it.
+    let worker_args = ["--max-in-flight", "10", "--handler-timeout-secs", "2"];
     let body = r#"{"action":"sleep","ms":200}"#;
     // Without faults: it records every delete, checked against the success lines.
     let proxy = FaultProxy::start(&localstack::endpoint()?).await?;
 
     let start = Instant::now();
     let mut replicas: Vec<WorkerProc> = Vec::new();
+    // Signalled, not yet exited.
+    let mut terminating: Vec<WorkerProc> = Vec::new();
     let mut done: Vec<Processed> = Vec::new();
     let mut sent: HashSet<String> = HashSet::new();
     let mut samples: Vec<Sample> = Vec::new();
@@ -107,6 +108,17 @@ async fn main() -> anyhow::Result<()> {
     let (mut max_seen, mut scale_events, mut scale_ins) = (0, 0, 0_u64);
     loop {
         let now = start.elapsed();
+        let mut still = Vec::with_capacity(terminating.len());
+        for mut worker in terminating {
+            match worker.exited()? {
+                Some(status) => {
+                    ensure!(status.success(), "a scaled-in worker exited with {status}");
+                    done.extend(worker.processed());
+                }
+                None => still.push(worker),
+            }
+        }
+        terminating = still;
         while next_burst < bursts.len() && now >= Duration::from_secs(bursts[next_burst].0) {
             sent.extend(localstack::send(&sqs, &url, &bodies(bursts[next_burst].1, body)).await?);
             next_burst += 1;
@@ -140,12 +152,10 @@ async fn main() -> anyhow::Result<()> {
                 if desired == 0 || since.elapsed() >= scaling.stabilization {
                     scale_events += 1;
                     while replicas.len() > desired {
-                        let mut worker = replicas.pop().context("non-empty")?;
+                        let worker = replicas.pop().context("non-empty")?;
                         worker.signal("TERM")?;
-                        let (status, _) = worker.wait_exit(Duration::from_secs(15))?;
-                        ensure!(status.success(), "a scaled-in worker exited with {status}");
                         scale_ins += 1;
-                        done.extend(worker.processed());
+                        terminating.push(worker);
                     }
                     above_since = None;
                 }
@@ -159,13 +169,15 @@ async fn main() -> anyhow::Result<()> {
             in_flight,
             replicas: replicas.len(),
         });
-        if next_burst == bursts.len() && total == 0 && replicas.is_empty() {
+        if next_burst == bursts.len() && total == 0 && replicas.is_empty() && terminating.is_empty()
+        {
             break;
         }
         if start.elapsed() > limit {
             bail!(
-                "not back to zero within {limit:?}: {total} messages, {} replicas",
-                replicas.len()
+                "not back to zero within {limit:?}: {total} messages, {} replicas, {} terminating",
+                replicas.len(),
+                terminating.len()
             );
         }
         tokio::time::sleep(scaling.interval).await;
@@ -175,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
     let lost = sent.difference(&succeeded).count();
     let (early, unseen) = delete_accounting(proxy.observed(), &done, &sent)?;
     let duplicates = done.iter().filter(|p| p.outcome == "success").count() - succeeded.len();
+    let stranded = unseen_deliveries(&done);
     let mut csv = String::from("seconds,visible,in_flight,replicas\n");
     for s in &samples {
         writeln!(
@@ -199,7 +212,7 @@ async fn main() -> anyhow::Result<()> {
         duplicates: duplicates as u64,
     })?;
     println!(
-        "max replicas {max_seen}, {scale_events} scale events, back to zero after {:.0} s",
+        "max replicas {max_seen}, {scale_events} scale events, back to zero after {:.0} s, {stranded} deliveries stranded",
         samples.last().map_or(0.0, |s| s.t)
     );
     println!("(timeline: {})", out.join("autoscale.csv").display());
@@ -213,6 +226,10 @@ async fn main() -> anyhow::Result<()> {
         "{unseen} messages whose delete the proxy never saw: the check above missed them"
     );
     ensure!(dead_lettered == 0, "{dead_lettered} messages dead-lettered");
+    ensure!(
+        stranded == 0,
+        "{stranded} deliveries reached no worker: received by a long poll of a stopping worker and left invisible"
+    );
     ensure!(max_seen > 1, "the backlog never scaled out");
     Ok(())
 }

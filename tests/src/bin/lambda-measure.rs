@@ -1,8 +1,11 @@
 //! Measures the release `sqsrt` in Lambda mode and prints a markdown table:
 //! binary size, exec to first Runtime API poll (median of N starts), warm
-//! invocation latency for 10- and 10,000-record events, and peak RSS.
+//! invocation latency for 10- and 10,000-record events, peak RSS, and Lambda
+//! Managed Instances: N = 1, 2, 4, 8 concurrent invocations
+//! (`AWS_LAMBDA_MAX_CONCURRENCY=N`) of 10 records with a 100 ms handler,
+//! wall time per round and CPU per invocation.
 //!
-//! `cargo run --release -p sqsrt-e2e --bin lambda-measure [-- --starts N] [--invocations N] [--rows]`
+//! `cargo run --release -p sqsrt-e2e --bin lambda-measure [-- --starts N] [--invocations N] [--rounds N] [--rows]`
 //! (`--rows`: table rows without the header, for `scripts/bench.sh`)
 
 // Sizes and RSS are far below 2^52: the f64 display is exact enough.
@@ -14,11 +17,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use sqsrt_e2e::runtime_api::{Reply, RuntimeApi};
-use sqsrt_e2e::{ChildGuard, fixture, offline_aws_env, peak_rss_kib, sqsrt_bin};
+use sqsrt_e2e::{ChildGuard, cpu_time, fixture, offline_aws_env, peak_rss_kib, sqsrt_bin};
 
 /// `n` copies of `tests/fixtures/bench-record.json`, each with its own id
 /// (10,000 of them: just under Lambda's 6 MiB payload limit).
 fn event(n: usize) -> anyhow::Result<String> {
+    event_with(n, None)
+}
+
+/// [`event`], every record with `body` instead of the template's when given.
+fn event_with(n: usize, body: Option<&str>) -> anyhow::Result<String> {
     let path = fixture("bench-record.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the bench record {}", path.display()))?;
@@ -27,6 +35,9 @@ fn event(n: usize) -> anyhow::Result<String> {
         .map(|i| {
             let mut r = template.clone();
             r["messageId"] = json!(format!("059f36b4-87a3-44ab-83d2-{i:012}"));
+            if let Some(body) = body {
+                r["body"] = json!(body);
+            }
             r
         })
         .collect();
@@ -37,7 +48,16 @@ fn event(n: usize) -> anyhow::Result<String> {
 const WARM_UP: usize = 5;
 
 fn spawn(api: &RuntimeApi, handler: &str) -> anyhow::Result<(ChildGuard, u32, Instant)> {
+    spawn_with(api, handler, &[])
+}
+
+fn spawn_with(
+    api: &RuntimeApi,
+    handler: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<(ChildGuard, u32, Instant)> {
     let mut cmd = Command::new(sqsrt_bin()?);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.envs(offline_aws_env())
         .env("AWS_LAMBDA_RUNTIME_API", api.address())
         .env("AWS_LAMBDA_FUNCTION_NAME", "sqsrt")
@@ -67,16 +87,8 @@ fn ms(d: Duration) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let starts: usize = args
-        .iter()
-        .position(|a| a == "--starts")
-        .and_then(|i| args.get(i + 1))
-        .map_or(Ok(20), |s| s.parse())?;
-    let invocations: usize = args
-        .iter()
-        .position(|a| a == "--invocations")
-        .and_then(|i| args.get(i + 1))
-        .map_or(Ok(10), |s| s.parse())?;
+    let starts = number_flag(&args, "--starts", 20)?;
+    let invocations = number_flag(&args, "--invocations", 10)?;
     let bin = sqsrt_bin()?;
     let size = std::fs::metadata(&bin)?.len();
 
@@ -131,6 +143,9 @@ async fn main() -> anyhow::Result<()> {
         busy_rss = busy_rss.max(peak_rss_kib(pid)?);
     }
 
+    let rounds = number_flag(&args, "--rounds", 50)?;
+    let concurrent = managed_instances_rows(rounds).await?;
+
     if !args.iter().any(|a| a == "--rows") {
         println!("| measure | median (min-max) | target |");
         println!("|---|---|---|");
@@ -170,5 +185,101 @@ async fn main() -> anyhow::Result<()> {
         "| Lambda: peak RSS after 10,000-record batches | {:.1} MiB | |",
         busy_rss as f64 / 1024.0
     );
+    for row in concurrent {
+        println!("{row}");
+    }
+    Ok(())
+}
+
+/// The value of `--name N`, or `default`.
+fn number_flag(args: &[String], name: &str, default: usize) -> anyhow::Result<usize> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map_or(Ok(default), |s| {
+            s.parse()
+                .with_context(|| format!("{name} {s}: not a number"))
+        })
+}
+
+/// The Managed Instances rows: N = 1, 2, 4, 8 concurrent invocations.
+async fn managed_instances_rows(rounds: usize) -> anyhow::Result<Vec<String>> {
+    let mut concurrent = Vec::new();
+    // --max-in-flight 80 leaves room for all 8 x 10 records; at the default
+    // 32 the shared budget takes 8 invocations in three waves.
+    for (n, max_in_flight) in [(1, 80), (2, 80), (4, 80), (8, 80), (8, 32)] {
+        concurrent.push((
+            n,
+            max_in_flight,
+            managed_instances(n, max_in_flight, rounds).await?,
+        ));
+    }
+
+    let mut rows = Vec::new();
+    for (n, max_in_flight, (wall, cpu)) in concurrent {
+        let (lo, mid, hi) = wall;
+        let target = if max_in_flight >= n * 10 {
+            "~100 ms"
+        } else {
+            "~300 ms (3 waves)"
+        };
+        rows.push(format!(
+            "| Lambda Managed Instances: {n} concurrent invocation(s) of 10 records, 100 ms handler, --max-in-flight {max_in_flight}, {rounds} rounds: wall per round; CPU per invocation {:.2} ms | {} ({}-{}) | {target} |",
+            cpu.as_secs_f64() * 1000.0,
+            ms(mid),
+            ms(lo),
+            ms(hi)
+        ));
+    }
+    Ok(rows)
+}
+
+/// `AWS_LAMBDA_MAX_CONCURRENCY=n`: `rounds` rounds of `n` invocations queued
+/// at once (10 records, `scripted` sleeping 100 ms); wall time per round
+/// (min, median, max) and the process's CPU per invocation.
+async fn managed_instances(
+    n: usize,
+    max_in_flight: usize,
+    rounds: usize,
+) -> anyhow::Result<((Duration, Duration, Duration), Duration)> {
+    let api = RuntimeApi::start().await?;
+    let (_child, pid, _) = spawn_with(
+        &api,
+        "scripted",
+        &[
+            ("AWS_LAMBDA_MAX_CONCURRENCY", n.to_string()),
+            ("SQSRT_MAX_IN_FLIGHT", max_in_flight.to_string()),
+        ],
+    )?;
+    let body = event_with(10, Some(r#"{"action":"sleep","ms":100}"#))?;
+    for _ in 0..WARM_UP {
+        round(&api, n, &body).await?;
+    }
+    let cpu_before = cpu_time(pid)?;
+    let mut walls = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let start = Instant::now();
+        round(&api, n, &body).await?;
+        walls.push(start.elapsed());
+    }
+    let cpu = cpu_time(pid)?.saturating_sub(cpu_before);
+    let per_invocation = cpu / u32::try_from(rounds * n)?;
+    Ok((median(walls), per_invocation))
+}
+
+/// `n` invocations of `body` queued at once, all answered without failures.
+async fn round(api: &RuntimeApi, n: usize, body: &str) -> anyhow::Result<()> {
+    let ids: Vec<String> = (0..n)
+        .map(|_| api.queue(body.to_owned(), Duration::from_secs(60)))
+        .collect();
+    for id in &ids {
+        let answer = api.answer(id, Duration::from_secs(60)).await?;
+        let Reply::Response(text) = &answer.reply else {
+            bail!("invocation failed: {:?}", answer.reply);
+        };
+        if !text.contains("\"batchItemFailures\":[]") {
+            bail!("unexpected failures: {text}");
+        }
+    }
     Ok(())
 }

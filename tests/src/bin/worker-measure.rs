@@ -16,25 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sqsrt_e2e::localstack;
-use sqsrt_e2e::peak_rss_kib;
 use sqsrt_e2e::worker_proc::WorkerProc;
+use sqsrt_e2e::{cpu_time, peak_rss_kib};
 
 const MAX_IN_FLIGHT: usize = 50;
 const MEAN_MS: f64 = 100.0;
-
-/// user + system CPU time of a process, from /proc.
-fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("stat format")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ).
-    Ok(Duration::from_millis(ticks * 10))
-}
 
 struct Run {
     /// Messages per second in the steady state.

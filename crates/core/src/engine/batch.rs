@@ -11,12 +11,11 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::task::{InlinePolls, TaskOutput, handler_task, outcome_of};
 use super::{BatchOptions, Report};
-use crate::handler::{Context, Handler};
+use crate::handler::{BatchContext, Context, Handler};
 use crate::message::Message;
 use crate::outcome::{Outcome, SkipReason};
 
@@ -38,8 +37,8 @@ pub(super) struct Batch {
     /// Why nothing starts any more, once something stopped the batch.
     stopped: Option<SkipReason>,
     inline: InlinePolls,
-    /// The batch's abandon signal, shared by its handlers' contexts.
-    abandon: Arc<CancellationToken>,
+    /// The batch's abandon signal and invocation, shared by its handlers' contexts.
+    context: Arc<BatchContext>,
     start_deadline: Option<Instant>,
     timeout: Duration,
     /// The clock as `check_stop` last read it, taken by the start that
@@ -84,7 +83,10 @@ impl Batch {
             task_of: vec![None; n],
             stopped: None,
             inline: InlinePolls::default(),
-            abandon: Arc::new(options.abandon.clone()),
+            context: Arc::new(BatchContext {
+                cancellation: options.abandon.clone(),
+                invocation: options.invocation.clone(),
+            }),
             start_deadline: options.start_deadline,
             timeout,
             checked_at: None,
@@ -169,7 +171,7 @@ impl Batch {
         if let Some(start_deadline) = self.start_deadline {
             deadline = deadline.min(start_deadline);
         }
-        let ctx = Context::shared(deadline, Arc::clone(&self.abandon));
+        let ctx = Context::shared(deadline, Arc::clone(&self.context));
         let mut task = handler_task(
             Arc::clone(handler),
             message,

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::Handler;
+use crate::handler::{Handler, Invocation};
 use crate::message::Message;
 use crate::outcome::{Outcome, SkipReason};
 
@@ -91,6 +91,10 @@ pub struct BatchOptions {
     /// group id as a tenant key) a group orders nothing; the handler still
     /// sees the group id. Default: `false`.
     pub fifo: bool,
+    /// The invocation the batch came in, given to each handler as
+    /// [`Context::request_id`](crate::Context::request_id) and
+    /// [`Context::trace_id`](crate::Context::trace_id). Default: none.
+    pub invocation: Invocation,
 }
 
 /// One decided message: its index in the batch and its outcome.

@@ -606,3 +606,61 @@ async fn reports_arrive_once_per_message_with_elapsed_only_when_run() {
     assert!(reports[1].elapsed.is_none());
     assert!(reports[2].elapsed.is_some());
 }
+
+/// Concurrent batches (Lambda Managed Instances: one per invocation) share
+/// the engine's in-flight bound, and each handler sees its own batch's
+/// invocation ids; a batch without one gives `None`.
+#[tokio::test(start_paused = true)]
+async fn concurrent_batches_share_the_bound_and_keep_their_invocation() {
+    let gauge = Arc::new(Gauge::default());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handler = {
+        let (gauge, seen) = (Arc::clone(&gauge), Arc::clone(&seen));
+        handler_fn(move |m: Message, ctx: Context| {
+            let (gauge, seen) = (Arc::clone(&gauge), Arc::clone(&seen));
+            async move {
+                gauge.enter();
+                seen.lock().unwrap().push((
+                    m.body().to_owned(),
+                    ctx.request_id().map(str::to_owned),
+                    ctx.trace_id().map(str::to_owned),
+                ));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                gauge.exit();
+                Ok::<(), HandlerError>(())
+            }
+        })
+    };
+    let engine = Engine::new(handler, config(3));
+    let batch = |n: usize, invocation: Invocation| {
+        let engine = engine.clone();
+        let messages: Vec<Message> = (0..4)
+            .map(|i| Message::new(format!("m{n}-{i}"), format!("b{n}")))
+            .collect();
+        let options = BatchOptions {
+            invocation,
+            ..BatchOptions::default()
+        };
+        async move { engine.run_batch(messages, &options).await }
+    };
+    let with_ids = |n: usize| Invocation::new(Some(format!("req-{n}")), Some(format!("Root=t{n}")));
+    let (a, b, c) = tokio::join!(
+        batch(1, with_ids(1)),
+        batch(2, with_ids(2)),
+        batch(3, Invocation::default())
+    );
+    for outcomes in [a, b, c] {
+        assert!(outcomes.iter().all(|o| *o == Outcome::Success));
+    }
+    assert_eq!(gauge.peak(), 3, "one bound for all batches");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 12);
+    for (body, request_id, trace_id) in seen.iter() {
+        let want = match body.as_str() {
+            "b1" => (Some("req-1"), Some("Root=t1")),
+            "b2" => (Some("req-2"), Some("Root=t2")),
+            _ => (None, None),
+        };
+        assert_eq!((request_id.as_deref(), trace_id.as_deref()), want, "{body}");
+    }
+}
