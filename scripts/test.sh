@@ -35,7 +35,7 @@ trap stop_localstack EXIT
 start_localstack "$logs/localstack.log"
 echo "LocalStack at $SQSRT_LOCALSTACK_ENDPOINT (log: $logs/localstack.log)"
 
-stage "cargo test (unit, adapter, end-to-end: Lambda and worker; reliability: faults, kill storm of 6 rounds)"
+stage "cargo test (unit, adapter, end-to-end: Lambda, worker, Lambda on LocalStack through the event source mapping emulator, parity of both modes (short mix); reliability: faults, kill storm of 6 rounds)"
 export SQSRT_RELIABILITY_SUMMARY="$logs/reliability.csv"
 cargo test --workspace --locked --no-fail-fast
 

@@ -10,7 +10,9 @@
 //! mode; LocalStack over the real SQS protocol ([`localstack`]) for worker
 //! mode, with [`worker_proc`] driving the worker process.
 
+pub mod esm;
 pub mod fault_proxy;
+pub mod function_proc;
 pub mod localstack;
 pub mod runtime_api;
 pub mod summary;

@@ -82,15 +82,7 @@ impl WorkerProc {
             .spawn()
             .context("cannot start sqsrt worker")?;
         let stdout = child.stdout.take().context("stdout is piped")?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let reader = {
-            let lines = Arc::clone(&lines);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    lines.lock().expect("lock is never poisoned").push(line);
-                }
-            })
-        };
+        let (lines, reader) = read_lines(stdout);
         let start = Instant::now();
         let metrics_addr = loop {
             let found = lines
@@ -168,17 +160,7 @@ impl WorkerProc {
     /// Every "Message processed." record so far.
     #[must_use]
     pub fn processed(&self) -> Vec<Processed> {
-        self.lines()
-            .into_iter()
-            .filter(|l| l.get("outcome").is_some())
-            .map(|l| Processed {
-                message_id: l["message_id"].as_str().unwrap_or_default().to_owned(),
-                outcome: l["outcome"].as_str().unwrap_or_default().to_owned(),
-                receive_count: l["receive_count"].as_u64().unwrap_or(0),
-                reason: l.get("reason").and_then(Value::as_str).map(str::to_owned),
-                timestamp: l["timestamp"].as_str().unwrap_or_default().to_owned(),
-            })
-            .collect()
+        processed(&self.lines())
     }
 
     /// Sends a signal (`TERM`, `KILL`, `INT`) with `kill`.
@@ -403,6 +385,45 @@ pub async fn until(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// The lines a process writes to `stdout`, read on a thread until EOF
+/// (join the thread once the process has exited to have them all).
+///
+/// # Panics
+///
+/// Never: the lock is only held to push a line.
+#[must_use]
+pub fn read_lines(
+    stdout: std::process::ChildStdout,
+) -> (Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let lines = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().expect("lock is never poisoned").push(line);
+            }
+        })
+    };
+    (lines, reader)
+}
+
+/// The "Message processed." records among parsed log lines (both modes
+/// write the same fields).
+#[must_use]
+pub fn processed(lines: &[Value]) -> Vec<Processed> {
+    lines
+        .iter()
+        .filter(|l| l.get("outcome").is_some())
+        .map(|l| Processed {
+            message_id: l["message_id"].as_str().unwrap_or_default().to_owned(),
+            outcome: l["outcome"].as_str().unwrap_or_default().to_owned(),
+            receive_count: l["receive_count"].as_u64().unwrap_or(0),
+            reason: l.get("reason").and_then(Value::as_str).map(str::to_owned),
+            timestamp: l["timestamp"].as_str().unwrap_or_default().to_owned(),
+        })
+        .collect()
 }
 
 /// Deliveries no worker logged: for each message, its highest

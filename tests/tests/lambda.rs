@@ -726,3 +726,114 @@ fn example_bin(name: &str) -> anyhow::Result<std::path::PathBuf> {
     }
     Ok(path)
 }
+
+/// A loopback server that accepts connections and never answers (a VPC
+/// without a route to SQS, where a call hangs); counts the connections.
+struct BlackHole {
+    addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl BlackHole {
+    async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = std::sync::Arc::clone(&accepted);
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            // Bounded: a test makes a handful of connections.
+            while held.len() < 1_000 {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        Ok(Self {
+            addr,
+            accepted,
+            _task: task,
+        })
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// SQS unreachable, refused (port 9 of loopback) or hanging (a server that
+/// never answers): the first invocation's calls are bounded and turn SQS
+/// calls off with one warning; the next invocations make none (the hanging
+/// server sees no new connection) and still list every failed record,
+/// permanent ones included (not dead-lettered: retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_sqs_costs_one_bounded_invocation_then_no_calls() -> anyhow::Result<()> {
+    let hole = BlackHole::start().await?;
+    for endpoint in [
+        "http://127.0.0.1:9".to_owned(),
+        format!("http://{}", hole.addr),
+    ] {
+        let api = RuntimeApi::start().await?;
+        let mut function = stand_in_function(&api)?;
+        function
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env(
+                "SQSRT_DLQ_URL",
+                format!("{endpoint}/000000000000/unreachable-dlq"),
+            )
+            .env("SQSRT_LOG_LEVEL", "warn")
+            .stdout(Stdio::piped());
+        let mut child = function.spawn()?;
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        let guard = ChildGuard::from_child("sqsrt", child);
+        let records: Vec<Value> = (0..200)
+            .map(|i| {
+                let body = if i % 4 == 0 {
+                    r#"{"action":"reject"}"#
+                } else {
+                    r#"{"action":"fail"}"#
+                };
+                bad_input_record(&format!("m{i}"), &json!(body), &json!({}))
+            })
+            .collect();
+        let event = json!({ "Records": records }).to_string();
+        let mut took = Vec::new();
+        let mut after_first = 0;
+        for n in 0..4 {
+            let answer = api
+                .invoke(
+                    event.clone(),
+                    Duration::from_secs(30),
+                    Duration::from_secs(30),
+                )
+                .await?;
+            let Reply::Response(text) = &answer.reply else {
+                bail!("invocation {n} failed: {:?}", answer.reply);
+            };
+            assert_eq!(
+                failures(&serde_json::from_str(text)?)?.len(),
+                200,
+                "all listed"
+            );
+            took.push(answer.elapsed);
+            if n == 0 {
+                after_first = hole.accepted();
+            }
+        }
+        drop(guard);
+        let text = std::io::read_to_string(stdout)?;
+        let warnings = text.matches("SQS cannot be reached").count();
+        println!("{endpoint}: invocations took {took:?}; {warnings} warning(s)");
+        assert_eq!(warnings, 1, "one warning for the outage: {text}");
+        assert_eq!(
+            hole.accepted(),
+            after_first,
+            "no call after the first invocation"
+        );
+    }
+    assert!(hole.accepted() > 0, "the hanging server was called");
+    Ok(())
+}

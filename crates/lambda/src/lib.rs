@@ -25,6 +25,7 @@
 //! ```
 
 pub mod adapter;
+mod breaker;
 pub mod decode;
 pub mod emf;
 pub mod event;

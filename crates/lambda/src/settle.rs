@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::breaker::Breaker;
 use crate::event::RecordMeta;
 
 /// SQS calls in flight at once while settling one invocation.
@@ -32,8 +33,9 @@ pub struct Settled {
     pub dead_lettered: bool,
 }
 
-/// Long-lived settling state: the client, cached queue URLs, and whether
-/// visibility changes were found to be forbidden.
+/// Long-lived settling state: the client, cached queue URLs, whether
+/// visibility changes were found to be forbidden, and whether SQS calls are
+/// off for a while (the breaker).
 #[derive(Debug)]
 pub struct Settler<Q> {
     queue: Arc<Q>,
@@ -41,6 +43,7 @@ pub struct Settler<Q> {
     retry: RetryPolicy,
     queue_urls: Mutex<HashMap<String, String>>,
     visibility_forbidden: AtomicBool,
+    breaker: Arc<Breaker>,
 }
 
 impl<Q: QueueClient> Settler<Q> {
@@ -52,6 +55,7 @@ impl<Q: QueueClient> Settler<Q> {
             retry,
             queue_urls: Mutex::new(HashMap::new()),
             visibility_forbidden: AtomicBool::new(false),
+            breaker: Arc::default(),
         }
     }
 
@@ -137,10 +141,15 @@ impl<Q: QueueClient> Settler<Q> {
                 Ok(outgoing) => {
                     let queue = Arc::clone(&self.queue);
                     let url = dlq_url.to_owned();
-                    let permits = Arc::clone(&permits);
+                    let (permits, breaker) = (Arc::clone(&permits), Arc::clone(&self.breaker));
                     sends.spawn(async move {
                         let _permit = permits.acquire_owned().await;
-                        (index, queue.send_message(&url, outgoing).await)
+                        if !breaker.allows() {
+                            return (index, None);
+                        }
+                        let result = queue.send_message(&url, outgoing).await;
+                        breaker.record(&result);
+                        (index, Some(result))
                     });
                 }
                 Err(error) => {
@@ -157,12 +166,17 @@ impl<Q: QueueClient> Settler<Q> {
             };
             let s = &mut settled[index];
             match result {
-                Ok(_) => {
+                Some(Ok(_)) => {
                     s.listed = false;
                     s.dead_lettered = true;
                 }
-                Err(error) => {
-                    warn!(message_id = copies[index].id(), %error, "Dead-letter send failed; the message will be retried.");
+                // Calls are off (SQS unreachable): the loop below makes it a retry.
+                None => {}
+                Some(Err(error)) => {
+                    // Unreachable SQS: one warning from the breaker, not one per message.
+                    if error.kind != SqsErrorKind::Transport {
+                        warn!(message_id = copies[index].id(), %error, "Dead-letter send failed; the message will be retried.");
+                    }
                     if let Outcome::Permanent { reason } = &s.outcome {
                         s.outcome = not_dead_lettered(
                             reason,
@@ -193,7 +207,7 @@ impl<Q: QueueClient> Settler<Q> {
         records: &[Delivery<'_>],
         policy: &mut SettlePolicy,
     ) {
-        if self.visibility_forbidden.load(Ordering::Relaxed) {
+        if self.visibility_forbidden.load(Ordering::Relaxed) || !self.breaker.allows() {
             return;
         }
         let mut by_arn: HashMap<&str, Vec<VisibilityChange>> = HashMap::new();
@@ -221,23 +235,33 @@ impl<Q: QueueClient> Settler<Q> {
             let url = match self.queue_url(arn).await {
                 Ok(url) => url,
                 Err(error) => {
-                    warn!(%error, queue = arn, records = changes.len(), "Cannot find the queue to re-time failed records; they return after the queue's visibility timeout.");
+                    // When SQS cannot be reached, the breaker has warned.
+                    if self.breaker.allows() {
+                        warn!(%error, queue = arn, records = changes.len(), "Cannot find the queue to re-time failed records; they return after the queue's visibility timeout.");
+                    }
                     continue;
                 }
             };
             for chunk in changes.chunks(MAX_BATCH_ENTRIES) {
                 let queue = Arc::clone(&self.queue);
                 let (url, chunk) = (url.clone(), chunk.to_vec());
-                let permits = Arc::clone(&permits);
+                let (permits, breaker) = (Arc::clone(&permits), Arc::clone(&self.breaker));
                 calls.spawn(async move {
                     let _permit = permits.acquire_owned().await;
-                    queue.change_visibility_batch(&url, chunk).await
+                    if !breaker.allows() {
+                        return None;
+                    }
+                    let result = queue.change_visibility_batch(&url, chunk).await;
+                    breaker.record(&result);
+                    Some(result)
                 });
             }
         }
         let mut warned = false;
         while let Some(joined) = calls.join_next().await {
-            let Ok(result) = joined else { continue };
+            // Not made (calls off) or not joined: nothing to report; the
+            // breaker warned once for the outage.
+            let Ok(Some(result)) = joined else { continue };
             match result {
                 Ok(failures) if failures.is_empty() => {}
                 Ok(failures) => {
@@ -252,7 +276,7 @@ impl<Q: QueueClient> Settler<Q> {
                     }
                 }
                 Err(error) => {
-                    if !warned {
+                    if !warned && error.kind != SqsErrorKind::Transport {
                         warned = true;
                         warn!(%error, "Visibility change failed; affected records return after the queue's visibility timeout.");
                     }
@@ -266,11 +290,12 @@ impl<Q: QueueClient> Settler<Q> {
             return Ok(url.clone());
         }
         let parsed = QueueArn::parse(arn).map_err(|e| e.to_string())?;
-        let url = self
-            .queue
-            .queue_url(&parsed)
-            .await
-            .map_err(|e| e.to_string())?;
+        if !self.breaker.allows() {
+            return Err("SQS calls are off for a while: it could not be reached".to_owned());
+        }
+        let result = self.queue.queue_url(&parsed).await;
+        self.breaker.record(&result);
+        let url = result.map_err(|e| e.to_string())?;
         self.queue_urls
             .lock()
             .await

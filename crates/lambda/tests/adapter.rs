@@ -127,6 +127,38 @@ async fn denied_visibility_stops_further_attempts_and_records_are_still_listed()
     );
 }
 
+/// SQS unreachable: the first invocation's first calls get no answer, the
+/// rest of its calls and the next invocations' are not made; every failed
+/// record is still listed (permanent ones too: not dead-lettered, retried).
+#[tokio::test(start_paused = true)]
+async fn unreachable_sqs_turns_calls_off_for_a_period_and_lists_everything() {
+    let queue = Arc::new(FakeQueue {
+        unreachable: true,
+        ..FakeQueue::default()
+    });
+    let lambda = adapter(Arc::clone(&queue), Some("https://dlq"));
+    let records: Vec<(String, &str)> = (0..100)
+        .map(|i| (format!("m{i}"), if i % 5 == 0 { "perm" } else { "retry" }))
+        .collect();
+    let records: Vec<(&str, &str)> = records.iter().map(|(id, b)| (id.as_str(), *b)).collect();
+    let unanswered = || queue.unanswered.load(std::sync::atomic::Ordering::SeqCst);
+    let response = lambda.handle(event(&records), None).await.unwrap();
+    assert_eq!(listed(&response).len(), 100, "every record listed");
+    let first = unanswered();
+    assert!(
+        (1..=8).contains(&first),
+        "at most the first concurrent calls are made: {first}"
+    );
+    for _ in 0..3 {
+        let response = lambda.handle(event(&records), None).await.unwrap();
+        assert_eq!(listed(&response).len(), 100);
+    }
+    assert_eq!(unanswered(), first, "no call while off");
+    tokio::time::advance(Duration::from_secs(60)).await;
+    lambda.handle(event(&records), None).await.unwrap();
+    assert!(unanswered() > first, "after the period, calls try again");
+}
+
 #[tokio::test]
 async fn visibility_changes_go_in_batches_of_ten() {
     let queue = Arc::new(FakeQueue::default());

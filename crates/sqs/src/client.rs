@@ -59,10 +59,31 @@ pub trait QueueClient: Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, SqsError>> + Send;
 }
 
+/// Lambda mode's bounds on each SQS call (backoff and release visibility
+/// changes, dead-letter sends, `GetQueueUrl`): connect, each attempt, the
+/// whole call, and attempts. In a region a call takes milliseconds; these
+/// only stop an unreachable endpoint (a VPC without a route to SQS, where a
+/// connect hangs) from holding an invocation for the SDK's defaults
+/// (3.1 s per connect, 3 attempts).
+pub mod lambda_bounds {
+    use std::time::Duration;
+
+    /// TCP (and TLS) connect.
+    pub const CONNECT: Duration = Duration::from_millis(500);
+    /// One attempt, from sending to the whole answer.
+    pub const ATTEMPT: Duration = Duration::from_secs(1);
+    /// The call, attempts and backoff between them included.
+    pub const CALL: Duration = Duration::from_secs(2);
+    /// Attempts per call.
+    pub const ATTEMPTS: u32 = 2;
+}
+
 /// [`QueueClient`] over `aws_sdk_sqs::Client`.
 #[derive(Debug, Clone, Default)]
 pub struct SqsClient {
     inner: Arc<OnceCell<aws_sdk_sqs::Client>>,
+    /// Built from the environment with [`lambda_bounds`].
+    bounded: bool,
 }
 
 impl SqsClient {
@@ -71,6 +92,7 @@ impl SqsClient {
     pub fn new(inner: aws_sdk_sqs::Client) -> Self {
         Self {
             inner: Arc::new(OnceCell::new_with(Some(inner))),
+            bounded: false,
         }
     }
 
@@ -89,12 +111,37 @@ impl SqsClient {
         Self::default()
     }
 
+    /// Like [`SqsClient::from_env_lazy`], every call within
+    /// [`lambda_bounds`] (Lambda mode: best-effort calls that must not hold
+    /// an invocation).
+    #[must_use]
+    pub fn from_env_lazy_bounded() -> Self {
+        Self {
+            inner: Arc::default(),
+            bounded: true,
+        }
+    }
+
     /// The SDK client, for calls this trait does not cover.
     pub async fn sdk(&self) -> &aws_sdk_sqs::Client {
         self.inner
             .get_or_init(|| async {
-                let config = config_loader().load().await;
-                aws_sdk_sqs::Client::new(&config)
+                let mut loader = config_loader();
+                if self.bounded {
+                    loader = loader
+                        .timeout_config(
+                            aws_config::timeout::TimeoutConfig::builder()
+                                .connect_timeout(lambda_bounds::CONNECT)
+                                .operation_attempt_timeout(lambda_bounds::ATTEMPT)
+                                .operation_timeout(lambda_bounds::CALL)
+                                .build(),
+                        )
+                        .retry_config(
+                            aws_config::retry::RetryConfig::standard()
+                                .with_max_attempts(lambda_bounds::ATTEMPTS),
+                        );
+                }
+                aws_sdk_sqs::Client::new(&loader.load().await)
             })
             .await
     }

@@ -406,9 +406,12 @@ impl Runner {
         })
     }
 
-    async fn queue_client(&self, lazy: bool) -> SqsClient {
+    /// Lambda (`lambda`): built at the first call, each call bounded
+    /// (`sqsrt_sqs::client::lambda_bounds`); your own config or client
+    /// keeps its own timeouts.
+    async fn queue_client(&self, lambda: bool) -> SqsClient {
         match &self.sqs {
-            Sqs::FromEnv if lazy => SqsClient::from_env_lazy(),
+            Sqs::FromEnv if lambda => SqsClient::from_env_lazy_bounded(),
             Sqs::FromEnv => SqsClient::from_env().await,
             Sqs::Config(config) => SqsClient::new(aws_sdk_sqs::Client::new(config)),
             Sqs::Client(client) => SqsClient::new(client.clone()),

@@ -22,11 +22,11 @@ use sqsrt_e2e::{ChildGuard, cpu_time, fixture, offline_aws_env, peak_rss_kib, sq
 /// `n` copies of `tests/fixtures/bench-record.json`, each with its own id
 /// (10,000 of them: just under Lambda's 6 MiB payload limit).
 fn event(n: usize) -> anyhow::Result<String> {
-    event_with(n, None)
+    event_with(n, |_| None)
 }
 
 /// [`event`], every record with `body` instead of the template's when given.
-fn event_with(n: usize, body: Option<&str>) -> anyhow::Result<String> {
+fn event_with<'a>(n: usize, body: impl Fn(usize) -> Option<&'a str>) -> anyhow::Result<String> {
     let path = fixture("bench-record.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the bench record {}", path.display()))?;
@@ -35,7 +35,7 @@ fn event_with(n: usize, body: Option<&str>) -> anyhow::Result<String> {
         .map(|i| {
             let mut r = template.clone();
             r["messageId"] = json!(format!("059f36b4-87a3-44ab-83d2-{i:012}"));
-            if let Some(body) = body {
+            if let Some(body) = body(i) {
                 r["body"] = json!(body);
             }
             r
@@ -57,7 +57,6 @@ fn spawn_with(
     env: &[(&str, String)],
 ) -> anyhow::Result<(ChildGuard, u32, Instant)> {
     let mut cmd = Command::new(sqsrt_bin()?);
-    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.envs(offline_aws_env())
         .env("AWS_LAMBDA_RUNTIME_API", api.address())
         .env("AWS_LAMBDA_FUNCTION_NAME", "sqsrt")
@@ -68,6 +67,8 @@ fn spawn_with(
             "SQSRT_LOG_LEVEL",
             std::env::var("MEASURE_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
         )
+        // The caller's settings last: they win.
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null());
     let started = Instant::now();
     let child = cmd.spawn().context("cannot start sqsrt")?;
@@ -145,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
 
     let rounds = number_flag(&args, "--rounds", 50)?;
     let concurrent = managed_instances_rows(rounds).await?;
+    let unreachable = unreachable_rows(invocations).await?;
 
     if !args.iter().any(|a| a == "--rows") {
         println!("| measure | median (min-max) | target |");
@@ -185,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
         "| Lambda: peak RSS after 10,000-record batches | {:.1} MiB | |",
         busy_rss as f64 / 1024.0
     );
-    for row in concurrent {
+    for row in concurrent.iter().chain(&unreachable) {
         println!("{row}");
     }
     Ok(())
@@ -234,6 +236,97 @@ async fn managed_instances_rows(rounds: usize) -> anyhow::Result<Vec<String>> {
     Ok(rows)
 }
 
+/// A 10,000-record invocation of which one record in seven fails (1,429
+/// visibility changes: 143 calls), with SQS reachable (LocalStack, when
+/// `SQSRT_LOCALSTACK_ENDPOINT` is set), refused (port 9 of loopback), and
+/// hanging (a loopback server that accepts and never answers), and with no
+/// failure at all (no SQS call: the floor). The first invocation, then the
+/// median of `invocations` more.
+async fn unreachable_rows(invocations: usize) -> anyhow::Result<Vec<String>> {
+    let failing = event_with(10_000, |i| {
+        Some(if i % 7 == 0 {
+            r#"{"action":"fail"}"#
+        } else {
+            r#"{"action":"ok"}"#
+        })
+    })?;
+    let passing = event_with(10_000, |_| Some(r#"{"action":"ok"}"#))?;
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hole_endpoint = format!("http://{}", hole.local_addr()?);
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while held.len() < 10_000 {
+            let Ok((socket, _)) = hole.accept().await else {
+                return;
+            };
+            held.push(socket);
+        }
+    });
+    let mut cases: Vec<(&str, String, &str)> = Vec::new();
+    // Reachable: the records' queue exists in LocalStack, so every
+    // visibility change is a real call (answered with an entry failure
+    // each: the receipt handles are made up).
+    let reachable;
+    if let Ok(endpoint) = std::env::var("SQSRT_LOCALSTACK_ENDPOINT") {
+        let sqs = sqsrt_e2e::localstack::client().await?;
+        let queues = sqsrt_e2e::localstack::create_queues(&sqs, "measure", false, 30, 5).await?;
+        let name = queues.url.rsplit('/').next().unwrap_or_default().to_owned();
+        reachable = failing.replace(
+            "arn:aws:sqs:us-east-2:123456789012:my-queue",
+            &format!("arn:aws:sqs:us-east-1:000000000000:{name}"),
+        );
+        cases.push(("SQS reachable (LocalStack)", endpoint, reachable.as_str()));
+    }
+    cases.push((
+        "SQS refused (closed port)",
+        "http://127.0.0.1:9".into(),
+        &failing,
+    ));
+    cases.push(("SQS hanging (never answers)", hole_endpoint, &failing));
+    cases.push((
+        "no failures, no SQS call (floor)",
+        "http://127.0.0.1:9".into(),
+        &passing,
+    ));
+    let mut rows = Vec::new();
+    for (label, endpoint, body) in cases {
+        let api = RuntimeApi::start().await?;
+        let (_child, _, _) = spawn_with(
+            &api,
+            "scripted",
+            &[
+                ("AWS_ENDPOINT_URL", endpoint),
+                ("SQSRT_LOG_LEVEL", "warn".into()),
+            ],
+        )?;
+        let mut times = Vec::new();
+        for _ in 0..=invocations {
+            let answer = api
+                .invoke(
+                    body.to_owned(),
+                    Duration::from_secs(60),
+                    Duration::from_secs(60),
+                )
+                .await?;
+            let Reply::Response(_) = &answer.reply else {
+                bail!("invocation failed: {:?}", answer.reply);
+            };
+            times.push(answer.elapsed);
+        }
+        let first = times.remove(0);
+        let (lo, mid, hi) = median(times);
+        rows.push(format!(
+            "| Lambda: 10,000 records, 1 in 7 failing, {label}: first invocation {}; then | {} ({}-{}) | |",
+            ms(first),
+            ms(mid),
+            ms(lo),
+            ms(hi)
+        ));
+    }
+    holder.abort();
+    Ok(rows)
+}
+
 /// `AWS_LAMBDA_MAX_CONCURRENCY=n`: `rounds` rounds of `n` invocations queued
 /// at once (10 records, `scripted` sleeping 100 ms); wall time per round
 /// (min, median, max) and the process's CPU per invocation.
@@ -251,7 +344,7 @@ async fn managed_instances(
             ("SQSRT_MAX_IN_FLIGHT", max_in_flight.to_string()),
         ],
     )?;
-    let body = event_with(10, Some(r#"{"action":"sleep","ms":100}"#))?;
+    let body = event_with(10, |_| Some(r#"{"action":"sleep","ms":100}"#))?;
     for _ in 0..WARM_UP {
         round(&api, n, &body).await?;
     }

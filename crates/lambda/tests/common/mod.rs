@@ -16,11 +16,33 @@ pub(crate) struct FakeQueue {
     pub(crate) sent: Mutex<Vec<(String, OutgoingMessage)>>,
     pub(crate) visibility_calls: std::sync::atomic::AtomicUsize,
     pub(crate) deny_visibility: bool,
+    /// Sends answered with an error (SQS reachable).
     pub(crate) fail_sends: bool,
+    /// Every call gets no answer (connect refused or timed out).
+    pub(crate) unreachable: bool,
+    /// Calls made while `unreachable`.
+    pub(crate) unanswered: std::sync::atomic::AtomicUsize,
+}
+
+impl FakeQueue {
+    fn no_answer(&self, operation: &'static str) -> Result<(), SqsError> {
+        if !self.unreachable {
+            return Ok(());
+        }
+        self.unanswered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(SqsError {
+            operation,
+            kind: SqsErrorKind::Transport,
+            code: None,
+            message: "dispatch failure: connection refused".into(),
+        })
+    }
 }
 
 impl QueueClient for FakeQueue {
     async fn queue_url(&self, arn: &QueueArn) -> Result<String, SqsError> {
+        self.no_answer("GetQueueUrl")?;
         Ok(format!(
             "https://sqs.{}.example/{}/{}",
             arn.region, arn.account, arn.name
@@ -34,6 +56,7 @@ impl QueueClient for FakeQueue {
     ) -> Result<Vec<EntryFailure>, SqsError> {
         self.visibility_calls
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.no_answer("ChangeMessageVisibilityBatch")?;
         if self.deny_visibility {
             return Err(SqsError {
                 operation: "ChangeMessageVisibilityBatch",
@@ -55,12 +78,13 @@ impl QueueClient for FakeQueue {
         queue_url: &str,
         message: OutgoingMessage,
     ) -> Result<String, SqsError> {
+        self.no_answer("SendMessage")?;
         if self.fail_sends {
             return Err(SqsError {
                 operation: "SendMessage",
-                kind: SqsErrorKind::Transport,
-                code: None,
-                message: "connection reset".into(),
+                kind: SqsErrorKind::Service,
+                code: Some("InternalError".into()),
+                message: "we encountered an internal error".into(),
             });
         }
         self.sent
