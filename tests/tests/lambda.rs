@@ -837,3 +837,54 @@ async fn unreachable_sqs_costs_one_bounded_invocation_then_no_calls() -> anyhow:
     assert!(hole.accepted() > 0, "the hanging server was called");
     Ok(())
 }
+
+/// The per-tenant cap in Lambda mode: on a standard queue, six records of
+/// tenant A with `--max-in-flight-per-group 2` run two at a time (three
+/// waves of 1 s: the invocation cannot end before 3 s; uncapped it takes
+/// 1 s), while tenant B's four run at once beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_cap_waits_within_the_invocation() -> anyhow::Result<()> {
+    let records: Vec<Value> = (0..10)
+        .map(|i| {
+            let mut record = bad_input_record(
+                &format!("m{i}"),
+                &json!(r#"{"action":"sleep","ms":1000}"#),
+                &json!({}),
+            );
+            record["attributes"]["MessageGroupId"] = json!(if i < 6 { "A" } else { "B" });
+            record
+        })
+        .collect();
+    let event = json!({ "Records": records }).to_string();
+    let mut took = Vec::new();
+    for cap in ["0", "2"] {
+        let api = RuntimeApi::start().await?;
+        let mut function = stand_in_function(&api)?;
+        function
+            .env("SQSRT_MAX_IN_FLIGHT_PER_GROUP", cap)
+            .env("SQSRT_LOG_LEVEL", "warn");
+        let _guard = ChildGuard::spawn("sqsrt", &mut function)?;
+        let answer = api
+            .invoke(
+                event.clone(),
+                Duration::from_secs(30),
+                Duration::from_secs(30),
+            )
+            .await?;
+        let Reply::Response(text) = &answer.reply else {
+            bail!("the invocation failed: {:?}", answer.reply);
+        };
+        assert!(failures(&serde_json::from_str(text)?)?.is_empty(), "{text}");
+        took.push(answer.elapsed);
+    }
+    println!(
+        "six of tenant A and four of B, 1 s each: uncapped {:?}, cap 2 {:?}",
+        took[0], took[1]
+    );
+    assert!(
+        took[1] >= Duration::from_millis(3_000),
+        "tenant A two at a time: three waves, {:?}",
+        took[1]
+    );
+    Ok(())
+}

@@ -181,6 +181,53 @@ async fn on_a_standard_queue_a_group_id_is_a_tenant_and_holds_nothing_back() -> 
     Ok(())
 }
 
+/// The per-tenant cap in worker mode: tenant A's six 1 s messages run two
+/// at a time (their completions span at least two more seconds; uncapped
+/// they end together), tenant B's four run at once beside them and are all
+/// done before A's last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_cap_waits_and_others_go_ahead() -> anyhow::Result<()> {
+    let sqs = localstack::client().await?;
+    let Queues { url, .. } = localstack::create_queues(&sqs, "tenant-cap", false, 30, 5).await?;
+    let body = r#"{"action":"sleep","ms":1000}"#.to_owned();
+    let items: Vec<(&str, String)> = (0..10)
+        .map(|i| (if i < 6 { "A" } else { "B" }, body.clone()))
+        .collect();
+    let ids = localstack::send_grouped(&sqs, &url, &items, false).await?;
+    let tenant: HashMap<&String, &str> = ids.iter().zip(items.iter().map(|(g, _)| *g)).collect();
+    let worker = WorkerProc::start(
+        &url,
+        &["--max-in-flight", "10", "--max-in-flight-per-group", "2"],
+    )?;
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(30)).await?;
+    until("ten success lines", Duration::from_secs(5), || {
+        Ok(successes(&worker.processed()).len() == 10)
+    })
+    .await?;
+    let ended = |t: &str| -> anyhow::Result<Vec<chrono::DateTime<chrono::FixedOffset>>> {
+        let mut at: Vec<_> = worker
+            .processed()
+            .iter()
+            .filter(|p| p.outcome == "success" && tenant.get(&p.message_id) == Some(&t))
+            .map(|p| chrono::DateTime::parse_from_rfc3339(&p.timestamp))
+            .collect::<Result<_, _>>()?;
+        at.sort();
+        Ok(at)
+    };
+    let (a, b) = (ended("A")?, ended("B")?);
+    let a_span = (a[5] - a[0]).to_std()?;
+    println!(
+        "tenant A's completions span {a_span:?}; B's last {:?} before A's last",
+        (a[5] - b[3]).to_std()?
+    );
+    assert!(
+        a_span >= Duration::from_millis(1_900),
+        "A two at a time: three waves of 1 s, {a_span:?}"
+    );
+    assert!(b[3] < a[5], "B did not wait behind A");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_keeps_a_long_handler_invisible() -> anyhow::Result<()> {
     let sqs = localstack::client().await?;

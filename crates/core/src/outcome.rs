@@ -43,6 +43,13 @@ pub enum SkipReason {
         /// Id of the message whose failure stopped the group.
         failed_message_id: String,
     },
+    /// Its tenant stayed at the per-tenant cap for `delay`
+    /// ([`crate::BatchOptions::group_wait`]): it returns to the queue after
+    /// `delay` instead of holding a receive slot.
+    GroupBusy {
+        /// How long it waited, and how long it stays invisible.
+        delay: std::time::Duration,
+    },
 }
 
 /// The four outcome names used in logs and metric labels.
@@ -129,6 +136,11 @@ impl fmt::Display for SkipReason {
                     "not started: earlier message {failed_message_id} of its FIFO group failed"
                 )
             }
+            Self::GroupBusy { delay } => write!(
+                f,
+                "not started: its tenant stayed at --max-in-flight-per-group for {}s",
+                delay.as_secs()
+            ),
         }
     }
 }

@@ -419,6 +419,11 @@ fn dispatch<H: Handler, Q: WorkerQueue>(
             stop: shared.shutdown.clone(),
             abandon: shared.abandon.clone(),
             fifo: shared.fifo,
+            // Over the per-tenant cap, held (under the heartbeat) up to a
+            // handler timeout, then back to the queue for as long: they
+            // hold receive slots other tenants need, and a longer hold only
+            // delays them, while a shorter one burns receive counts.
+            group_wait: Some(shared.engine.config().timeout()),
             ..BatchOptions::default()
         };
         shared

@@ -123,6 +123,7 @@ impl SettlePolicy {
                 .get(failed_message_id)
                 .copied()
                 .unwrap_or(0),
+            SkipReason::GroupBusy { delay } => visibility_secs(*delay),
             SkipReason::Deadline | SkipReason::Shutdown => 0,
         }
     }
@@ -197,6 +198,14 @@ mod tests {
                 Action::Retime { secs: 0 }
             );
         }
+        let busy = SkipReason::GroupBusy {
+            delay: std::time::Duration::from_secs(20),
+        };
+        assert_eq!(
+            with_dlq.action(d, &Outcome::Skipped { reason: busy }),
+            Action::Retime { secs: 20 },
+            "a message its tenant kept waiting returns after the wait"
+        );
     }
 
     fn secs(action: Action) -> u32 {

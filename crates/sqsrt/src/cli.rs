@@ -62,6 +62,13 @@ pub(crate) struct CommonArgs {
           value_parser = count("--max-in-flight", "SQSRT_MAX_IN_FLIGHT"))]
     pub(crate) max_in_flight: usize,
 
+    /// Messages of one tenant (message group on a standard queue) processed at once; 0: no cap.
+    /// The rest of the tenant's messages wait without taking handler slots (worker: up to the
+    /// handler timeout, then back to the queue for as long).
+    #[arg(long, env = "SQSRT_MAX_IN_FLIGHT_PER_GROUP", default_value_t = 0,
+          value_parser = count("--max-in-flight-per-group", "SQSRT_MAX_IN_FLIGHT_PER_GROUP"))]
+    pub(crate) max_in_flight_per_group: usize,
+
     /// Per-message timeout in seconds; a timeout is a retryable failure.
     #[arg(long, env = "SQSRT_HANDLER_TIMEOUT_SECS", default_value_t = 20,
           value_parser = secs("--handler-timeout-secs", "SQSRT_HANDLER_TIMEOUT_SECS"))]
@@ -226,6 +233,7 @@ impl CommonArgs {
         Settings {
             handler_timeout: Duration::from_secs(self.handler_timeout_secs),
             max_in_flight: self.max_in_flight,
+            max_in_flight_per_group: self.max_in_flight_per_group,
             dlq_url: self.dlq_url.clone(),
             retry_base: Duration::from_secs(self.retry_base_secs),
             retry_max: Duration::from_secs(self.retry_max_secs),

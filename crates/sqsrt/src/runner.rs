@@ -156,6 +156,13 @@ impl Runner {
         self
     }
 
+    /// Messages of one tenant (a message group on a standard queue)
+    /// processed at once, 0 for no cap; `--max-in-flight-per-group`.
+    pub fn max_in_flight_per_group(mut self, count: usize) -> Self {
+        self.settings.max_in_flight_per_group = count;
+        self
+    }
+
     /// Lambda mode: metrics as CloudWatch EMF lines in `namespace`, with the
     /// function's name as a dimension; `--emf-namespace`.
     pub fn emf_namespace(mut self, namespace: impl Into<String>) -> Self {

@@ -38,6 +38,7 @@ macro_rules! names {
 names! {
     HANDLER_TIMEOUT = "--handler-timeout-secs", "SQSRT_HANDLER_TIMEOUT_SECS";
     MAX_IN_FLIGHT = "--max-in-flight", "SQSRT_MAX_IN_FLIGHT";
+    MAX_IN_FLIGHT_PER_GROUP = "--max-in-flight-per-group", "SQSRT_MAX_IN_FLIGHT_PER_GROUP";
     RETRY_BASE = "--retry-base-secs", "SQSRT_RETRY_BASE_SECS";
     RETRY_MAX = "--retry-max-secs", "SQSRT_RETRY_MAX_SECS";
     THREADS = "--threads", "SQSRT_THREADS";
@@ -66,6 +67,8 @@ pub(crate) const MAX_DEADLINE_MARGIN: Duration = Duration::from_secs(600);
 pub(crate) struct Settings {
     pub(crate) handler_timeout: Duration,
     pub(crate) max_in_flight: usize,
+    /// Per tenant (group on a standard queue); 0: no cap.
+    pub(crate) max_in_flight_per_group: usize,
     pub(crate) dlq_url: Option<String>,
     pub(crate) retry_base: Duration,
     pub(crate) retry_max: Duration,
@@ -87,6 +90,7 @@ impl Default for Settings {
         Self {
             handler_timeout: Duration::from_secs(20),
             max_in_flight: 32,
+            max_in_flight_per_group: 0,
             dlq_url: None,
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(900),
@@ -174,6 +178,7 @@ impl Settings {
     pub(crate) fn engine(&self) -> EngineConfig {
         EngineConfig::default()
             .max_in_flight(NonZeroUsize::new(self.max_in_flight).unwrap_or(NonZeroUsize::MIN))
+            .max_in_flight_per_group(NonZeroUsize::new(self.max_in_flight_per_group))
             .handler_timeout(self.handler_timeout)
     }
 
@@ -186,6 +191,13 @@ impl Settings {
             MAX_VISIBILITY,
         );
         problems.count(MAX_IN_FLIGHT, self.max_in_flight, 1, usize::MAX);
+        // 0 is no cap; a cap at --max-in-flight or above would cap nothing.
+        problems.count(
+            MAX_IN_FLIGHT_PER_GROUP,
+            self.max_in_flight_per_group,
+            0,
+            self.max_in_flight.saturating_sub(1),
+        );
         problems.secs(
             RETRY_BASE,
             self.retry_base,
@@ -297,6 +309,25 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tenant_cap_is_off_or_below_the_in_flight_limit() {
+        let with = |cap| Settings {
+            max_in_flight_per_group: cap,
+            ..Settings::default()
+        };
+        assert!(with(0).validate_lambda().is_ok());
+        assert!(with(31).validate_lambda().is_ok());
+        let problems = with(32).validate_lambda().unwrap_err();
+        assert!(
+            problems[0].0.contains("must be from 0 to 31, not 32")
+                && problems[0].0.contains("--max-in-flight-per-group")
+                && problems[0].0.contains("SQSRT_MAX_IN_FLIGHT_PER_GROUP"),
+            "{problems:?}"
+        );
+        assert_eq!(with(4).engine().group_limit(), Some(4));
+        assert_eq!(with(0).engine().group_limit(), None);
+    }
 
     #[test]
     fn defaults_match_the_design_and_validate() {

@@ -13,6 +13,7 @@ use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::groups::GroupSlots;
 use super::task::{InlinePolls, TaskOutput, handler_task, outcome_of};
 use super::{BatchOptions, Report};
 use crate::handler::{BatchContext, Context, Handler};
@@ -44,11 +45,42 @@ pub(super) struct Batch {
     /// The clock as `check_stop` last read it, taken by the start that
     /// follows: one clock read per start, not two.
     checked_at: Option<Instant>,
+    /// With a per-tenant cap (standard queues): the engine's slots, each
+    /// message's tenant, and whether it holds a slot of it.
+    tenants: Option<Tenants>,
+}
+
+struct Tenants {
+    slots: Arc<GroupSlots>,
+    group_of: Vec<Option<Arc<str>>>,
+    holds_slot: Vec<bool>,
+}
+
+impl Tenants {
+    /// Whether `index` may start as far as its tenant is concerned.
+    fn has_room(&self, index: usize) -> bool {
+        self.group_of[index]
+            .as_deref()
+            .is_none_or(|g| self.slots.has_room(g))
+    }
 }
 
 impl Batch {
-    pub(super) fn new(messages: Vec<Message>, options: &BatchOptions, timeout: Duration) -> Self {
+    pub(super) fn new(
+        messages: Vec<Message>,
+        options: &BatchOptions,
+        timeout: Duration,
+        groups: Option<&Arc<GroupSlots>>,
+    ) -> Self {
         let n = messages.len();
+        let tenants = groups.map(|slots| Tenants {
+            slots: Arc::clone(slots),
+            group_of: messages
+                .iter()
+                .map(|m| m.group_id().map(Arc::from))
+                .collect(),
+            holds_slot: vec![false; n],
+        });
         let mut next_in_group = vec![None; n];
         let mut ready = VecDeque::with_capacity(n);
         let mut ids = Vec::with_capacity(n);
@@ -90,12 +122,61 @@ impl Batch {
             start_deadline: options.start_deadline,
             timeout,
             checked_at: None,
+            tenants,
         }
     }
 
     /// Whether a message is free to start and nothing stopped the batch.
     pub(super) fn can_start(&self) -> bool {
-        self.stopped.is_none() && !self.ready.is_empty()
+        self.stopped.is_none()
+            && match &self.tenants {
+                None => !self.ready.is_empty(),
+                Some(t) => self.ready.iter().any(|&i| t.has_room(i)),
+            }
+    }
+
+    /// Whether a message waits for its tenant (at the per-tenant cap).
+    pub(super) fn waits_for_group(&self) -> bool {
+        self.stopped.is_none()
+            && self
+                .tenants
+                .as_ref()
+                .is_some_and(|t| self.ready.iter().any(|&i| !t.has_room(i)))
+    }
+
+    /// Skips the messages still waiting for their tenant: they go back to
+    /// the queue for `wait` ([`SkipReason::GroupBusy`]).
+    pub(super) fn expire_group_waits(
+        &mut self,
+        wait: Option<Duration>,
+        on_report: &mut impl FnMut(Report),
+    ) {
+        let (Some(wait), Some(tenants)) = (wait, &self.tenants) else {
+            return;
+        };
+        let (busy, rest): (VecDeque<usize>, VecDeque<usize>) =
+            self.ready.iter().partition(|&&i| !tenants.has_room(i));
+        self.ready = rest;
+        let reason = SkipReason::GroupBusy { delay: wait };
+        for index in busy {
+            self.skip_chain(Some(index), &reason, on_report);
+        }
+    }
+
+    /// The next message to start: the first ready one whose tenant has room
+    /// (taking a slot of it).
+    fn take_ready(&mut self) -> Option<usize> {
+        let Some(tenants) = &mut self.tenants else {
+            return self.ready.pop_front();
+        };
+        let position = self.ready.iter().position(|&i| {
+            tenants.group_of[i]
+                .as_ref()
+                .is_none_or(|g| tenants.slots.try_take(g))
+        })?;
+        let index = self.ready.remove(position)?;
+        tenants.holds_slot[index] = tenants.group_of[index].is_some();
+        Some(index)
     }
 
     pub(super) fn is_stopped(&self) -> bool {
@@ -112,10 +193,11 @@ impl Batch {
         self.checked_at = None;
     }
 
-    /// Messages still to report mean something runs or can start.
+    /// Messages still to report mean something runs, can start, or waits
+    /// for its tenant's slots (held by other batches).
     pub(super) fn debug_check(&self) {
         debug_assert!(
-            !self.running.is_empty() || self.can_start(),
+            !self.running.is_empty() || self.can_start() || self.waits_for_group(),
             "pending messages with nothing running or startable"
         );
     }
@@ -162,7 +244,11 @@ impl Batch {
         permit: OwnedSemaphorePermit,
         on_report: &mut impl FnMut(Report),
     ) {
-        let index = self.ready.pop_front().expect("started only when ready");
+        // None: another batch took the tenant's last slot since the check;
+        // the permit goes back and the loop waits for a slot.
+        let Some(index) = self.take_ready() else {
+            return;
+        };
         let message = self.slots[index]
             .take()
             .expect("a message starts at most once");
@@ -243,6 +329,12 @@ impl Batch {
         on_report: &mut impl FnMut(Report),
     ) {
         self.pending -= 1;
+        if let Some(tenants) = &mut self.tenants
+            && std::mem::take(&mut tenants.holds_slot[index])
+            && let Some(group) = &tenants.group_of[index]
+        {
+            tenants.slots.give_back(group);
+        }
         on_report(Report {
             index,
             outcome,

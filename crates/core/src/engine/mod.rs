@@ -9,6 +9,7 @@
 //! decides when first polls run inline.
 
 mod batch;
+mod groups;
 mod task;
 
 use std::num::NonZeroUsize;
@@ -24,12 +25,14 @@ use crate::message::Message;
 use crate::outcome::{Outcome, SkipReason};
 
 use self::batch::Batch;
+use self::groups::{GroupSlots, slot_freed};
 
 /// How the engine runs messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineConfig {
     max_in_flight: NonZeroUsize,
     handler_timeout: Duration,
+    max_in_flight_per_group: Option<NonZeroUsize>,
 }
 
 impl Default for EngineConfig {
@@ -38,6 +41,7 @@ impl Default for EngineConfig {
         Self {
             max_in_flight: NonZeroUsize::new(32).expect("32 is not zero"),
             handler_timeout: Duration::from_secs(20),
+            max_in_flight_per_group: None,
         }
     }
 }
@@ -55,6 +59,24 @@ impl EngineConfig {
     pub fn handler_timeout(mut self, handler_timeout: Duration) -> Self {
         self.handler_timeout = handler_timeout;
         self
+    }
+
+    /// Messages of one tenant processed at once, across every batch run by
+    /// one engine (`None`: no cap). A tenant is a message group on a
+    /// standard queue (SQS fair queues); FIFO batches
+    /// ([`BatchOptions::fifo`]) run one message per group at a time anyway.
+    /// A message whose tenant is at its cap waits without taking a handler
+    /// slot: other tenants' messages start before it.
+    #[must_use]
+    pub fn max_in_flight_per_group(mut self, limit: Option<NonZeroUsize>) -> Self {
+        self.max_in_flight_per_group = limit;
+        self
+    }
+
+    /// The per-tenant cap, if any.
+    #[must_use]
+    pub fn group_limit(&self) -> Option<usize> {
+        self.max_in_flight_per_group.map(NonZeroUsize::get)
     }
 
     /// The most handlers running at once.
@@ -91,6 +113,12 @@ pub struct BatchOptions {
     /// group id as a tenant key) a group orders nothing; the handler still
     /// sees the group id. Default: `false`.
     pub fifo: bool,
+    /// With a per-tenant cap ([`EngineConfig::max_in_flight_per_group`]): a
+    /// message still waiting for its tenant this long after the batch began
+    /// is skipped as [`SkipReason::GroupBusy`] with this delay, so that it
+    /// returns to the queue instead of holding a receive slot. `None`: it
+    /// waits as long as the batch (Lambda: until the start deadline).
+    pub group_wait: Option<Duration>,
     /// The invocation the batch came in, given to each handler as
     /// [`Context::request_id`](crate::Context::request_id) and
     /// [`Context::trace_id`](crate::Context::trace_id). Default: none.
@@ -114,6 +142,8 @@ pub struct Report {
 pub struct Engine<H> {
     handler: Arc<H>,
     permits: Arc<Semaphore>,
+    /// Running handlers per tenant, with a per-tenant cap.
+    groups: Option<Arc<GroupSlots>>,
     config: EngineConfig,
 }
 
@@ -122,6 +152,7 @@ impl<H> Clone for Engine<H> {
         Self {
             handler: Arc::clone(&self.handler),
             permits: Arc::clone(&self.permits),
+            groups: self.groups.clone(),
             config: self.config,
         }
     }
@@ -141,6 +172,9 @@ impl<H: Handler> Engine<H> {
         Self {
             handler,
             permits: Arc::new(Semaphore::new(config.max_in_flight.get())),
+            groups: config
+                .group_limit()
+                .map(|limit| Arc::new(GroupSlots::new(limit))),
             config,
         }
     }
@@ -208,16 +242,38 @@ impl<H: Handler> Engine<H> {
     ) where
         F: FnMut(Report),
     {
-        let mut batch = Batch::new(messages, options, self.config.handler_timeout);
+        // The cap orders nothing on FIFO batches: a group runs one at a time there.
+        let groups = self.groups.as_ref().filter(|_| !options.fifo);
+        let mut batch = Batch::new(messages, options, self.config.handler_timeout, groups);
+        let mut freed = groups.map(|g| g.subscribe());
         let now = Instant::now();
+        let group_wait_sleep = sleep_until(
+            options
+                .group_wait
+                .filter(|_| groups.is_some())
+                .map_or(now + FAR_FUTURE, |wait| now + wait),
+        );
         let start_sleep = sleep_until(options.start_deadline.unwrap_or(now + FAR_FUTURE));
         let abandon_sleep = sleep_until(options.abandon_deadline.unwrap_or(now + FAR_FUTURE));
         let stop_signal = options.stop.cancelled();
         let abandon_signal = options.abandon.cancelled();
-        tokio::pin!(start_sleep, abandon_sleep, stop_signal, abandon_signal);
+        tokio::pin!(
+            start_sleep,
+            abandon_sleep,
+            stop_signal,
+            abandon_signal,
+            group_wait_sleep
+        );
 
         loop {
             batch.check_stop(options, &mut on_report);
+            // Seen before the check: a slot given back after it wakes the wait below.
+            if let Some(freed) = &mut freed {
+                freed.borrow_and_update();
+            }
+            if group_wait_sleep.is_elapsed() {
+                batch.expire_group_waits(options.group_wait, &mut on_report);
+            }
             // Handlers finishing on their first poll keep this loop busy:
             // stop and start deadline are checked before each start.
             while batch.can_start() {
@@ -246,6 +302,9 @@ impl<H: Handler> Engine<H> {
                     batch.joined(joined, &mut on_report);
                 }
                 () = &mut stop_signal, if !batch.is_stopped() => {}
+                // A tenant at its cap got a slot back (in any batch).
+                () = slot_freed(&mut freed), if batch.waits_for_group() => {}
+                () = &mut group_wait_sleep, if batch.waits_for_group() => {}
                 () = &mut start_sleep, if !batch.is_stopped() && options.start_deadline.is_some() => {}
                 // Waited on only while none of this batch's handlers runs: otherwise
                 // their completions free permits and the top-up above takes them,

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -663,4 +664,148 @@ async fn concurrent_batches_share_the_bound_and_keep_their_invocation() {
         };
         assert_eq!((request_id.as_deref(), trace_id.as_deref()), want, "{body}");
     }
+}
+
+/// A handler that sleeps the ms its body gives, tracking how many run at
+/// once per tenant (group id) and when each message started.
+#[allow(clippy::type_complexity)]
+fn tenant_handler(
+    gauges: Arc<Mutex<HashMap<String, (usize, usize)>>>,
+    starts: Arc<Mutex<Vec<(String, Duration)>>>,
+    origin: Instant,
+) -> impl Handler {
+    handler_fn(move |m: Message, _ctx: Context| {
+        let (gauges, starts) = (Arc::clone(&gauges), Arc::clone(&starts));
+        async move {
+            let tenant = m.group_id().unwrap_or("-").to_owned();
+            starts
+                .lock()
+                .unwrap()
+                .push((m.id().to_owned(), origin.elapsed()));
+            {
+                let mut g = gauges.lock().unwrap();
+                let e = g.entry(tenant.clone()).or_default();
+                e.0 += 1;
+                e.1 = e.1.max(e.0);
+            }
+            let ms = m.body().parse().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            gauges.lock().unwrap().get_mut(&tenant).unwrap().0 -= 1;
+            Ok::<(), HandlerError>(())
+        }
+    })
+}
+
+fn tenant_msgs(prefix: &str, tenant: Option<&str>, n: usize, ms: u64) -> Vec<Message> {
+    (0..n)
+        .map(|i| {
+            let m = Message::new(format!("{prefix}{i}"), ms.to_string());
+            match tenant {
+                Some(t) => m.with_group(t),
+                None => m,
+            }
+        })
+        .collect()
+}
+
+/// The per-tenant cap holds across batches; other tenants' messages (and
+/// those without a group) start at once, not behind the capped tenant.
+#[tokio::test(start_paused = true)]
+async fn a_tenant_at_its_cap_waits_without_holding_back_others() {
+    let gauges = Arc::new(Mutex::new(HashMap::new()));
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let origin = Instant::now();
+    let engine = Engine::new(
+        tenant_handler(Arc::clone(&gauges), Arc::clone(&starts), origin),
+        config(10).max_in_flight_per_group(NonZeroUsize::new(2)),
+    );
+    let options = BatchOptions::default();
+    let mut first = tenant_msgs("a", Some("A"), 4, 100);
+    first.extend(tenant_msgs("b", Some("B"), 2, 100));
+    let mut second = tenant_msgs("x", Some("A"), 2, 100);
+    second.extend(tenant_msgs("n", None, 2, 100));
+    let (one, two) = tokio::join!(
+        engine.run_batch(first, &options),
+        engine.run_batch(second, &options)
+    );
+    assert!(one.iter().chain(&two).all(|o| *o == Outcome::Success));
+    let gauges = gauges.lock().unwrap();
+    assert_eq!(
+        gauges["A"].1, 2,
+        "tenant A never above its cap, across batches"
+    );
+    assert_eq!(gauges["B"].1, 2);
+    let starts = starts.lock().unwrap();
+    for (id, at) in starts.iter() {
+        if id.starts_with('b') || id.starts_with('n') {
+            assert_eq!(*at, Duration::ZERO, "{id} started at once");
+        }
+    }
+    let last_a = starts
+        .iter()
+        .filter(|(id, _)| id.starts_with('a') || id.starts_with('x'))
+        .map(|(_, at)| *at)
+        .max()
+        .unwrap();
+    assert_eq!(
+        last_a,
+        Duration::from_millis(200),
+        "six of A in three waves of two"
+    );
+}
+
+/// With a bound on the wait (worker mode), a message still waiting for its
+/// tenant when it runs out is skipped as `GroupBusy` with that delay.
+#[tokio::test(start_paused = true)]
+async fn a_message_waiting_past_the_bound_goes_back_with_a_delay() {
+    let gauges = Arc::new(Mutex::new(HashMap::new()));
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let engine = Engine::new(
+        tenant_handler(gauges, starts, Instant::now()),
+        config(10).max_in_flight_per_group(NonZeroUsize::new(1)),
+    );
+    let options = BatchOptions {
+        group_wait: Some(Duration::from_millis(150)),
+        ..BatchOptions::default()
+    };
+    let mut messages = tenant_msgs("a", Some("A"), 3, 100);
+    messages.extend(tenant_msgs("b", Some("B"), 1, 400));
+    let outcomes = engine.run_batch(messages, &options).await;
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Success,
+            Outcome::Success,
+            Outcome::Skipped {
+                reason: SkipReason::GroupBusy {
+                    delay: Duration::from_millis(150)
+                }
+            },
+            Outcome::Success,
+        ],
+        "a0 at 0, a1 at 100 ms, a2 still waiting at 150 ms; b (its own tenant) unaffected"
+    );
+}
+
+/// FIFO batches are not capped by tenant: a group runs one at a time there
+/// already, and other groups are not held.
+#[tokio::test(start_paused = true)]
+async fn the_tenant_cap_leaves_fifo_batches_alone() {
+    let gauges = Arc::new(Mutex::new(HashMap::new()));
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let engine = Engine::new(
+        tenant_handler(gauges, starts, Instant::now()),
+        config(10).max_in_flight_per_group(NonZeroUsize::new(1)),
+    );
+    let options = BatchOptions {
+        group_wait: Some(Duration::from_millis(10)),
+        ..fifo()
+    };
+    let outcomes = engine
+        .run_batch(tenant_msgs("a", Some("A"), 3, 100), &options)
+        .await;
+    assert!(
+        outcomes.iter().all(|o| *o == Outcome::Success),
+        "{outcomes:?}"
+    );
 }
