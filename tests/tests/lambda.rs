@@ -279,6 +279,12 @@ fn help_documents_every_flag_with_its_variable_and_default() -> anyhow::Result<(
         ("--dlq-url", "SQSRT_DLQ_URL", None),
         ("--max-in-flight", "SQSRT_MAX_IN_FLIGHT", Some("32")),
         (
+            "--max-in-flight-per-group",
+            "SQSRT_MAX_IN_FLIGHT_PER_GROUP",
+            Some("0"),
+        ),
+        ("--threads", "SQSRT_THREADS", None),
+        (
             "--handler-timeout-secs",
             "SQSRT_HANDLER_TIMEOUT_SECS",
             Some("20"),
@@ -886,5 +892,63 @@ async fn a_tenant_over_its_cap_waits_within_the_invocation() -> anyhow::Result<(
         "tenant A two at a time: three waves, {:?}",
         took[1]
     );
+    Ok(())
+}
+
+/// A label, the function's environment, and the threads it must start.
+type ThreadCase<'a> = (&'a str, &'a [(&'a str, &'a str)], usize);
+
+/// Runtime threads on Lambda follow the memory size (one below 1,769 MB,
+/// whatever the VM shows; one per 1,769 MB above, up to the CPUs shown),
+/// except under Managed Instances and with `--threads`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_threads_follow_the_memory_size() -> anyhow::Result<()> {
+    let cpus = std::thread::available_parallelism()?.get();
+    let cases: [ThreadCase<'_>; 5] = [
+        ("256 MB", &[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")], 1),
+        (
+            "1,769 MB",
+            &[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")],
+            1,
+        ),
+        (
+            "2,048 MB",
+            &[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048")],
+            cpus.min(2),
+        ),
+        (
+            "Managed Instances",
+            &[
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+                ("AWS_LAMBDA_MAX_CONCURRENCY", "4"),
+            ],
+            cpus,
+        ),
+        (
+            "--threads 3",
+            &[
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+                ("SQSRT_THREADS", "3"),
+            ],
+            3,
+        ),
+    ];
+    for (label, env, want) in cases {
+        let api = RuntimeApi::start().await?;
+        let mut function = stand_in_function(&api)?;
+        function.envs(env.iter().copied()).stdout(Stdio::piped());
+        let mut child = function.spawn()?;
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        let guard = ChildGuard::from_child("sqsrt", child);
+        api.first_poll(Duration::from_secs(10)).await?;
+        drop(guard);
+        let text = std::io::read_to_string(stdout)?;
+        let started = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["message"] == "sqsrt started.")
+            .with_context(|| format!("{label}: no start line in {text}"))?;
+        assert_eq!(started["threads"], want, "{label}: {started}");
+    }
     Ok(())
 }

@@ -306,13 +306,17 @@ async fn poll<H: Handler, Q: WorkerQueue>(shared: Arc<Shared<H, Q>>) {
         if shared.slots.available_permits() == 0 {
             shared.health.set_full(true);
         }
+        // Biased to the shutdown: at SIGTERM released messages free slots,
+        // and a poller must not take them for a receive.
         let filling = tokio::select! {
-            f = shared.filling.lock() => f,
+            biased;
             () = shared.shutdown.cancelled() => return,
+            f = shared.filling.lock() => f,
         };
         let mut permit = tokio::select! {
-            p = Arc::clone(&shared.slots).acquire_owned() => p.expect("the slots semaphore is never closed"),
+            biased;
             () = shared.shutdown.cancelled() => return,
+            p = Arc::clone(&shared.slots).acquire_owned() => p.expect("the slots semaphore is never closed"),
         };
         shared.health.set_full(false);
         let fill_until = tokio::time::Instant::now() + FILL_WINDOW;
@@ -322,12 +326,17 @@ async fn poll<H: Handler, Q: WorkerQueue>(shared: Arc<Shared<H, Q>>) {
                 continue;
             }
             tokio::select! {
+                biased;
+                () = shared.shutdown.cancelled() => return,
                 more = Arc::clone(&shared.slots).acquire_owned() => permit.merge(more.expect("the slots semaphore is never closed")),
                 () = tokio::time::sleep_until(fill_until) => break,
-                () = shared.shutdown.cancelled() => return,
             }
         }
         drop(filling);
+        // No receive starts once shutdown began (only those already open finish).
+        if shared.shutdown.is_cancelled() {
+            return;
+        }
         if shared.fifo && attempt_id.is_none() {
             attempt_id = Some(format!(
                 "{:016x}{:016x}",

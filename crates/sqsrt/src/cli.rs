@@ -85,7 +85,9 @@ pub(crate) struct CommonArgs {
     pub(crate) retry_max_secs: u64,
 
     /// Runtime threads; 1 runs everything on one thread (no hand-offs between threads, the
-    /// least CPU per message) [default: the CPUs available to the process, cgroup quota included].
+    /// least CPU per message) [default: worker: the CPUs available to the process, cgroup quota
+    /// included; Lambda: 1 below 1769 MB, else one per 1769 MB up to the CPUs shown; Lambda
+    /// Managed Instances: the CPUs available].
     #[arg(long, env = "SQSRT_THREADS", value_parser = count("--threads", "SQSRT_THREADS"))]
     pub(crate) threads: Option<usize>,
 

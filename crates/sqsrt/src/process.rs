@@ -27,6 +27,45 @@ pub fn build_runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::
     builder.enable_all().build()
 }
 
+/// Lambda's memory size at and above which a function has one full vCPU
+/// (AWS Lambda developer guide, "Configuring Lambda function memory": "at
+/// 1,769 MB, a function has the equivalent of one vCPU"); below it, a share
+/// of one.
+const MB_PER_VCPU: u64 = 1_769;
+
+/// Runtime threads on Lambda when `--threads` is not set: one below
+/// 1,769 MB (a share of one vCPU, whatever CPU count the VM shows: a second
+/// thread only adds hand-offs), else one per full vCPU the memory buys,
+/// `ceil(memory / 1769)`, at most the CPUs shown. `None` (one per CPU
+/// shown) under Managed Instances (`AWS_LAMBDA_MAX_CONCURRENCY` above 1,
+/// where the vCPUs shown are the instance's own) or when the memory is
+/// unknown.
+pub(crate) fn lambda_threads(
+    memory_mb: Option<u64>,
+    max_concurrency: Option<u32>,
+    cpus: usize,
+) -> Option<usize> {
+    if max_concurrency.is_some_and(|n| n > 1) {
+        return None;
+    }
+    let memory = memory_mb?;
+    if memory < MB_PER_VCPU {
+        return Some(1);
+    }
+    let vcpus = usize::try_from(memory.div_ceil(MB_PER_VCPU)).unwrap_or(usize::MAX);
+    Some(vcpus.min(cpus.max(1)))
+}
+
+/// [`lambda_threads`] from this process's environment.
+pub(crate) fn lambda_threads_from_env() -> Option<usize> {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse().ok());
+    lambda_threads(
+        var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"),
+        var("AWS_LAMBDA_MAX_CONCURRENCY").and_then(|n: u64| u32::try_from(n).ok()),
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+    )
+}
+
 /// Tells Lambda why this environment cannot start (when there is a Runtime
 /// API to tell); the error is also logged and returned by the caller.
 pub(crate) async fn report_lambda_init_error(error_type: &str, error: &Error) {
@@ -108,6 +147,26 @@ pub(crate) fn lambda_environment_problems(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lambda_threads_follow_memory_not_the_cpus_shown() {
+        // Below 1,769 MB: one thread, even where the VM shows two CPUs.
+        assert_eq!(lambda_threads(Some(128), None, 2), Some(1));
+        assert_eq!(lambda_threads(Some(256), None, 2), Some(1));
+        assert_eq!(lambda_threads(Some(1_768), None, 2), Some(1));
+        assert_eq!(lambda_threads(Some(1_769), None, 2), Some(1));
+        assert_eq!(lambda_threads(Some(2_048), None, 2), Some(2));
+        assert_eq!(lambda_threads(Some(10_240), None, 6), Some(6));
+        assert_eq!(
+            lambda_threads(Some(10_240), None, 2),
+            Some(2),
+            "at most the CPUs shown"
+        );
+        assert_eq!(lambda_threads(Some(3_538), Some(1), 4), Some(2));
+        // Managed Instances: the vCPUs shown are real.
+        assert_eq!(lambda_threads(Some(2_048), Some(4), 8), None);
+        assert_eq!(lambda_threads(None, None, 2), None);
+    }
 
     #[test]
     fn missing_lambda_variables_are_named() {

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 pub use crate::error::Error;
 use crate::logging;
 use crate::process::{
-    build_runtime, lambda_environment_problems, report_lambda_init_error, shutdown_on_signal,
+    build_runtime, lambda_environment_problems, lambda_threads_from_env, report_lambda_init_error,
+    shutdown_on_signal,
 };
 use crate::settings::{ConfigProblem, Settings};
 
@@ -362,9 +363,12 @@ impl Runner {
         }
     }
 
-    /// Builds the async runtime ([`Runner::threads`], else one thread per CPU
-    /// available), runs `handler` on it and turns the result into the exit
-    /// status, printing any error on stderr: the whole `main` of a program.
+    /// Builds the async runtime ([`Runner::threads`]; else in Lambda mode
+    /// from the memory size: one thread below 1,769 MB, one per full vCPU
+    /// above, one per CPU under Managed Instances; in worker mode one per
+    /// CPU available), runs `handler` on it and turns the result into the
+    /// exit status, printing any error on stderr: the whole `main` of a
+    /// program.
     ///
     /// One thread runs a current-thread runtime: no hand-offs between
     /// threads, the least CPU per message.
@@ -379,7 +383,15 @@ impl Runner {
         F: FnOnce() -> Fut,
         Fut: Future<Output = anyhow::Result<H>>,
     {
-        let result = build_runtime(self.settings.threads)
+        // Lambda: from the memory size when `--threads` is not given.
+        let threads = self
+            .settings
+            .threads
+            .or_else(|| match self.selected_mode() {
+                Mode::Lambda => lambda_threads_from_env(),
+                Mode::Worker => None,
+            });
+        let result = build_runtime(threads)
             .map_err(Error::Runtime)
             .and_then(|runtime| runtime.block_on(self.run_with(init)));
         match result {
@@ -469,6 +481,7 @@ impl Runner {
         tracing::info!(
             mode = "lambda",
             version = env!("CARGO_PKG_VERSION"),
+            threads = tokio::runtime::Handle::current().metrics().num_workers(),
             max_in_flight = self.settings.max_in_flight,
             "sqsrt started."
         );
