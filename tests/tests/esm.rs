@@ -364,3 +364,44 @@ async fn fifo_order_holds_across_invocations_on_real_sqs() -> anyhow::Result<()>
     }
     Ok(())
 }
+
+/// An invocation that fails as a whole (here every record failed and
+/// `--fail-invocation-when-all-fail` is on) deletes nothing: the whole batch
+/// returns after the queue's visibility timeout, and the next invocation
+/// gets it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_invocation_returns_the_whole_batch_on_real_sqs() -> anyhow::Result<()> {
+    let sqs = localstack::client().await?;
+    let Queues { url, .. } = localstack::create_queues(&sqs, "esm-whole", false, 2, 5).await?;
+    let ids = localstack::send(&sqs, &url, &bodies(3, r#"{"action":"fail","times":1}"#)).await?;
+    let api = Arc::new(RuntimeApi::start().await?);
+    let function = FunctionProc::start(&api, &[("SQSRT_FAIL_INVOCATION_WHEN_ALL_FAIL", "true")])?;
+    let mut settings = mapping(&url, 10, 10);
+    settings.batching_window = Duration::from_secs(1);
+    let esm = EventSourceMapping::new(sqs.clone(), Arc::clone(&api), settings).await?;
+    let first = esm.poll_once().await?.context("a batch")?;
+    assert_eq!(
+        (first.records, first.listed),
+        (3, None),
+        "the whole batch failed"
+    );
+    let (visible, in_flight) = localstack::depth(&sqs, &url).await?;
+    assert_eq!(
+        (visible, in_flight),
+        (0, 3),
+        "nothing deleted; back after the visibility timeout"
+    );
+    let esm = esm.start();
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(20)).await?;
+    esm.stop().await?;
+    let processed = function.stop()?;
+    for id in &ids {
+        assert!(
+            processed
+                .iter()
+                .any(|p| &p.message_id == id && p.outcome == "success" && p.receive_count == 2),
+            "{id} succeeded on its second receive: {processed:?}"
+        );
+    }
+    Ok(())
+}
