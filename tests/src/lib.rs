@@ -229,3 +229,59 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<std::time::Duration> {
     let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
     Ok(std::time::Duration::from_millis(ticks * 10))
 }
+
+/// A loopback server that accepts connections and never answers (an SQS
+/// endpoint in a VPC without a route, where a call hangs); counts the
+/// connections. Holds at most 10,000 of them; stops when dropped.
+pub struct BlackHole {
+    addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BlackHole {
+    /// Listens on 127.0.0.1 at a free port.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot bind.
+    pub async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = std::sync::Arc::clone(&accepted);
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while held.len() < 10_000 {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        Ok(Self {
+            addr,
+            accepted,
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    #[must_use]
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Connections accepted so far.
+    #[must_use]
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

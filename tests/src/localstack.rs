@@ -310,3 +310,39 @@ pub async fn drain(
     }
     Ok(out)
 }
+
+/// The messages in `url` as `(body, sqsrt.reason)` (empty when absent), each
+/// once, sorted; read by ten receives with a visibility timeout of 0, so
+/// they stay (a queue of up to ~100 messages in LocalStack).
+///
+/// # Errors
+///
+/// When a receive fails.
+pub async fn peek_with_reasons(sqs: &Client, url: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut found = std::collections::HashMap::new();
+    for _ in 0..10 {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .message_attribute_names("All")
+            .send()
+            .await?;
+        for m in out.messages.unwrap_or_default() {
+            let reason = m
+                .message_attributes
+                .as_ref()
+                .and_then(|a| a.get("sqsrt.reason"))
+                .and_then(|a| a.string_value.clone())
+                .unwrap_or_default();
+            found.insert(
+                m.message_id.unwrap_or_default(),
+                (m.body.unwrap_or_default(), reason),
+            );
+        }
+    }
+    let mut all: Vec<(String, String)> = found.into_values().collect();
+    all.sort();
+    Ok(all)
+}

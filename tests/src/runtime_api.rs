@@ -148,6 +148,24 @@ impl RuntimeApi {
         self.answer(&request_id, wait).await
     }
 
+    /// [`RuntimeApi::invoke`] with a deadline of `deadline_in` and as long
+    /// to wait, expecting a response: its body and how long it took.
+    ///
+    /// # Errors
+    ///
+    /// As [`RuntimeApi::invoke`], and when the function reported an error.
+    pub async fn invoke_ok(
+        &self,
+        body: String,
+        deadline_in: Duration,
+    ) -> anyhow::Result<(String, Duration)> {
+        let answer = self.invoke(body, deadline_in, deadline_in).await?;
+        match answer.reply {
+            Reply::Response(text) => Ok((text, answer.elapsed)),
+            Reply::Error(error) => bail!("the invocation failed: {error}"),
+        }
+    }
+
     /// Queues `body` as an invocation whose deadline is `deadline_in` after
     /// the function receives it; its request id. Several queued at once are
     /// handed out as fast as the function asks (concurrent invocations).

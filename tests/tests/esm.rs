@@ -28,37 +28,6 @@ fn mapping(queue_url: &str, batch_size: usize, timeout_secs: u64) -> Mapping {
     }
 }
 
-/// Bodies of the messages in `url`, with their `sqsrt.reason` if any
-/// (received with a visibility timeout of 0 s: they stay).
-async fn contents(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let mut found = HashMap::new();
-    for _ in 0..5 {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .visibility_timeout(0)
-            .message_attribute_names("All")
-            .send()
-            .await?;
-        for m in out.messages.unwrap_or_default() {
-            let reason = m
-                .message_attributes
-                .as_ref()
-                .and_then(|a| a.get("sqsrt.reason"))
-                .and_then(|a| a.string_value.clone())
-                .unwrap_or_default();
-            found.insert(
-                m.message_id.unwrap_or_default(),
-                (m.body.unwrap_or_default(), reason),
-            );
-        }
-    }
-    let mut all: Vec<(String, String)> = found.into_values().collect();
-    all.sort();
-    Ok(all)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_emulated_event_has_every_field_of_the_mapping_and_sqsrt_takes_it() -> anyhow::Result<()>
 {
@@ -228,7 +197,7 @@ async fn backoff_dead_letter_copies_and_redrive_on_real_sqs() -> anyhow::Result<
         recovered_after < Duration::from_secs(30),
         "the failed record came back after its backoff ({recovered_after:?}), before the queue's 30 s visibility"
     );
-    let copies = contents(&sqs, &sqsrt_dlq).await?;
+    let copies = localstack::peek_with_reasons(&sqs, &sqsrt_dlq).await?;
     assert_eq!(
         copies,
         [(
@@ -242,7 +211,7 @@ async fn backoff_dead_letter_copies_and_redrive_on_real_sqs() -> anyhow::Result<
             .iter()
             .any(|p| p.message_id == reject[0] && p.outcome != "permanent")
     );
-    let redriven = contents(&sqs, &redrive).await?;
+    let redriven = localstack::peek_with_reasons(&sqs, &redrive).await?;
     assert_eq!(
         redriven,
         [(r#"{"action":"fail"}"#.to_owned(), String::new())],

@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use sqsrt_e2e::runtime_api::{Reply, RuntimeApi};
-use sqsrt_e2e::{ChildGuard, cargo, fixture, offline_aws_env, spawn_on_free_port, sqsrt_bin};
+use sqsrt_e2e::{
+    BlackHole, ChildGuard, cargo, fixture, offline_aws_env, spawn_on_free_port, sqsrt_bin,
+};
 
 /// `cargo lambda watch --only-lambda-apis` on a free port, and `sqsrt`
 /// polling it with the scripted handler.
@@ -733,43 +735,6 @@ fn example_bin(name: &str) -> anyhow::Result<std::path::PathBuf> {
     Ok(path)
 }
 
-/// A loopback server that accepts connections and never answers (a VPC
-/// without a route to SQS, where a call hangs); counts the connections.
-struct BlackHole {
-    addr: std::net::SocketAddr,
-    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-impl BlackHole {
-    async fn start() -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = std::sync::Arc::clone(&accepted);
-        let task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            // Bounded: a test makes a handful of connections.
-            while held.len() < 1_000 {
-                let Ok((socket, _)) = listener.accept().await else {
-                    return;
-                };
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                held.push(socket);
-            }
-        });
-        Ok(Self {
-            addr,
-            accepted,
-            _task: task,
-        })
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
 /// SQS unreachable, refused (port 9 of loopback) or hanging (a server that
 /// never answers): the first invocation's calls are bounded and turn SQS
 /// calls off with one warning; the next invocations make none (the hanging
@@ -778,10 +743,7 @@ impl BlackHole {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_sqs_costs_one_bounded_invocation_then_no_calls() -> anyhow::Result<()> {
     let hole = BlackHole::start().await?;
-    for endpoint in [
-        "http://127.0.0.1:9".to_owned(),
-        format!("http://{}", hole.addr),
-    ] {
+    for endpoint in ["http://127.0.0.1:9".to_owned(), hole.endpoint()] {
         let api = RuntimeApi::start().await?;
         let mut function = stand_in_function(&api)?;
         function
@@ -809,22 +771,16 @@ async fn unreachable_sqs_costs_one_bounded_invocation_then_no_calls() -> anyhow:
         let mut took = Vec::new();
         let mut after_first = 0;
         for n in 0..4 {
-            let answer = api
-                .invoke(
-                    event.clone(),
-                    Duration::from_secs(30),
-                    Duration::from_secs(30),
-                )
-                .await?;
-            let Reply::Response(text) = &answer.reply else {
-                bail!("invocation {n} failed: {:?}", answer.reply);
-            };
+            let (text, elapsed) = api
+                .invoke_ok(event.clone(), Duration::from_secs(30))
+                .await
+                .with_context(|| format!("invocation {n}"))?;
             assert_eq!(
-                failures(&serde_json::from_str(text)?)?.len(),
+                failures(&serde_json::from_str(&text)?)?.len(),
                 200,
                 "all listed"
             );
-            took.push(answer.elapsed);
+            took.push(elapsed);
             if n == 0 {
                 after_first = hole.accepted();
             }
@@ -870,18 +826,14 @@ async fn a_tenant_over_its_cap_waits_within_the_invocation() -> anyhow::Result<(
             .env("SQSRT_MAX_IN_FLIGHT_PER_GROUP", cap)
             .env("SQSRT_LOG_LEVEL", "warn");
         let _guard = ChildGuard::spawn("sqsrt", &mut function)?;
-        let answer = api
-            .invoke(
-                event.clone(),
-                Duration::from_secs(30),
-                Duration::from_secs(30),
-            )
+        let (text, elapsed) = api
+            .invoke_ok(event.clone(), Duration::from_secs(30))
             .await?;
-        let Reply::Response(text) = &answer.reply else {
-            bail!("the invocation failed: {:?}", answer.reply);
-        };
-        assert!(failures(&serde_json::from_str(text)?)?.is_empty(), "{text}");
-        took.push(answer.elapsed);
+        assert!(
+            failures(&serde_json::from_str(&text)?)?.is_empty(),
+            "{text}"
+        );
+        took.push(elapsed);
     }
     println!(
         "six of tenant A and four of B, 1 s each: uncapped {:?}, cap 2 {:?}",

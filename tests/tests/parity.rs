@@ -152,32 +152,17 @@ async fn send_mixed(
 /// Keys of the messages in `url` with their `sqsrt.reason` (the key is read
 /// from the body; a body without one is kept whole).
 async fn queue_keys(sqs: &Client, url: &str) -> anyhow::Result<BTreeSet<(String, String)>> {
-    let mut found = BTreeMap::new();
-    for _ in 0..10 {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .visibility_timeout(0)
-            .message_attribute_names("All")
-            .send()
-            .await?;
-        for m in out.messages.unwrap_or_default() {
-            let body = m.body.clone().unwrap_or_default();
+    Ok(localstack::peek_with_reasons(sqs, url)
+        .await?
+        .into_iter()
+        .map(|(body, reason)| {
             let key = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["key"].as_str().map(str::to_owned))
                 .unwrap_or(body);
-            let reason = m
-                .message_attributes
-                .as_ref()
-                .and_then(|a| a.get("sqsrt.reason"))
-                .and_then(|a| a.string_value.clone())
-                .unwrap_or_default();
-            found.insert(m.message_id.unwrap_or_default(), (key, reason));
-        }
-    }
-    Ok(found.into_values().collect())
+            (key, reason)
+        })
+        .collect())
 }
 
 async fn end(sqs: &Client, run: &Run, processed: &[Processed]) -> anyhow::Result<End> {

@@ -131,6 +131,7 @@ impl Batch {
         self.stopped.is_none()
             && match &self.tenants {
                 None => !self.ready.is_empty(),
+                // The front usually has room: a scan only behind a capped tenant.
                 Some(t) => self.ready.iter().any(|&i| t.has_room(i)),
             }
     }

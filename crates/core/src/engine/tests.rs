@@ -666,34 +666,46 @@ async fn concurrent_batches_share_the_bound_and_keep_their_invocation() {
     }
 }
 
-/// A handler that sleeps the ms its body gives, tracking how many run at
-/// once per tenant (group id) and when each message started.
-#[allow(clippy::type_complexity)]
-fn tenant_handler(
-    gauges: Arc<Mutex<HashMap<String, (usize, usize)>>>,
-    starts: Arc<Mutex<Vec<(String, Duration)>>>,
-    origin: Instant,
-) -> impl Handler {
-    handler_fn(move |m: Message, _ctx: Context| {
+/// Most handlers seen at once, by tenant: `(now, peak)`.
+type Gauges = Arc<Mutex<HashMap<String, (usize, usize)>>>;
+/// When each message started, from the engine's creation.
+type Starts = Arc<Mutex<Vec<(String, Duration)>>>;
+
+/// An engine of 10 slots with a per-tenant cap of `cap`, whose handler
+/// sleeps the ms its body gives, tracking how many run at once per tenant
+/// (group id) and when each message started.
+fn capped_engine(cap: usize) -> (Engine<impl Handler>, Gauges, Starts) {
+    let gauges: Gauges = Arc::default();
+    let starts: Starts = Arc::default();
+    let origin = Instant::now();
+    let handler = {
         let (gauges, starts) = (Arc::clone(&gauges), Arc::clone(&starts));
-        async move {
-            let tenant = m.group_id().unwrap_or("-").to_owned();
-            starts
-                .lock()
-                .unwrap()
-                .push((m.id().to_owned(), origin.elapsed()));
-            {
-                let mut g = gauges.lock().unwrap();
-                let e = g.entry(tenant.clone()).or_default();
-                e.0 += 1;
-                e.1 = e.1.max(e.0);
+        handler_fn(move |m: Message, _ctx: Context| {
+            let (gauges, starts) = (Arc::clone(&gauges), Arc::clone(&starts));
+            async move {
+                let tenant = m.group_id().unwrap_or("-").to_owned();
+                starts
+                    .lock()
+                    .unwrap()
+                    .push((m.id().to_owned(), origin.elapsed()));
+                {
+                    let mut g = gauges.lock().unwrap();
+                    let e = g.entry(tenant.clone()).or_default();
+                    e.0 += 1;
+                    e.1 = e.1.max(e.0);
+                }
+                let ms = m.body().parse().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                gauges.lock().unwrap().get_mut(&tenant).unwrap().0 -= 1;
+                Ok::<(), HandlerError>(())
             }
-            let ms = m.body().parse().unwrap_or(0);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            gauges.lock().unwrap().get_mut(&tenant).unwrap().0 -= 1;
-            Ok::<(), HandlerError>(())
-        }
-    })
+        })
+    };
+    let engine = Engine::new(
+        handler,
+        config(10).max_in_flight_per_group(NonZeroUsize::new(cap)),
+    );
+    (engine, gauges, starts)
 }
 
 fn tenant_msgs(prefix: &str, tenant: Option<&str>, n: usize, ms: u64) -> Vec<Message> {
@@ -712,13 +724,7 @@ fn tenant_msgs(prefix: &str, tenant: Option<&str>, n: usize, ms: u64) -> Vec<Mes
 /// those without a group) start at once, not behind the capped tenant.
 #[tokio::test(start_paused = true)]
 async fn a_tenant_at_its_cap_waits_without_holding_back_others() {
-    let gauges = Arc::new(Mutex::new(HashMap::new()));
-    let starts = Arc::new(Mutex::new(Vec::new()));
-    let origin = Instant::now();
-    let engine = Engine::new(
-        tenant_handler(Arc::clone(&gauges), Arc::clone(&starts), origin),
-        config(10).max_in_flight_per_group(NonZeroUsize::new(2)),
-    );
+    let (engine, gauges, starts) = capped_engine(2);
     let options = BatchOptions::default();
     let mut first = tenant_msgs("a", Some("A"), 4, 100);
     first.extend(tenant_msgs("b", Some("B"), 2, 100));
@@ -758,12 +764,7 @@ async fn a_tenant_at_its_cap_waits_without_holding_back_others() {
 /// tenant when it runs out is skipped as `GroupBusy` with that delay.
 #[tokio::test(start_paused = true)]
 async fn a_message_waiting_past_the_bound_goes_back_with_a_delay() {
-    let gauges = Arc::new(Mutex::new(HashMap::new()));
-    let starts = Arc::new(Mutex::new(Vec::new()));
-    let engine = Engine::new(
-        tenant_handler(gauges, starts, Instant::now()),
-        config(10).max_in_flight_per_group(NonZeroUsize::new(1)),
-    );
+    let (engine, _, _) = capped_engine(1);
     let options = BatchOptions {
         group_wait: Some(Duration::from_millis(150)),
         ..BatchOptions::default()
@@ -791,12 +792,7 @@ async fn a_message_waiting_past_the_bound_goes_back_with_a_delay() {
 /// already, and other groups are not held.
 #[tokio::test(start_paused = true)]
 async fn the_tenant_cap_leaves_fifo_batches_alone() {
-    let gauges = Arc::new(Mutex::new(HashMap::new()));
-    let starts = Arc::new(Mutex::new(Vec::new()));
-    let engine = Engine::new(
-        tenant_handler(gauges, starts, Instant::now()),
-        config(10).max_in_flight_per_group(NonZeroUsize::new(1)),
-    );
+    let (engine, _, _) = capped_engine(1);
     let options = BatchOptions {
         group_wait: Some(Duration::from_millis(10)),
         ..fifo()
