@@ -17,6 +17,24 @@ install_cargo_lambda() {
   cargo lambda --version
 }
 
+# Powertools for AWS Lambda (Python) from PyPI, into the tools venv: the
+# Python column of the CPU-per-invocation bench (benches/powertools_sqs.py).
+POWERTOOLS_VERSION="3.37.0"
+install_powertools() {
+  if ! "$TOOLS_VENV/bin/python" -c "import aws_lambda_powertools, sys; sys.exit(aws_lambda_powertools.__version__ != '$POWERTOOLS_VERSION')" 2>/dev/null; then
+    [ -x "$TOOLS_VENV/bin/pip" ] || python3 -m venv "$TOOLS_VENV"
+    "$TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "aws-lambda-powertools==$POWERTOOLS_VERSION"
+  fi
+}
+
+# The peers of the CPU-per-invocation bench (benches/lambda-peers: the stock
+# pattern and the floor), a workspace of their own with their own target dir.
+PEERS_DIR="$CARGO_TARGET_DIR/peers/release"
+build_peers() {
+  cargo build --release --locked -q --manifest-path "$SQSRT_ROOT/benches/lambda-peers/Cargo.toml" \
+    --target-dir "$CARGO_TARGET_DIR/peers"
+}
+
 # uv from PyPI into the tools venv: it builds the LocalStack and infra venvs.
 install_uv() {
   if [ ! -x "$TOOLS_VENV/bin/uv" ]; then

@@ -193,6 +193,34 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A Lambda SQS event of `n` copies of `tests/fixtures/bench-record.json`,
+/// each with its own `messageId` (10,000 of them: just under Lambda's 6 MiB
+/// payload limit), every record's `body` replaced where `body` gives one.
+///
+/// # Errors
+///
+/// When the fixture cannot be read.
+pub fn bench_event<'a>(
+    n: usize,
+    body: impl Fn(usize) -> Option<&'a str>,
+) -> anyhow::Result<String> {
+    let path = fixture("bench-record.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the bench record {}", path.display()))?;
+    let template: serde_json::Value = serde_json::from_str(&text)?;
+    let records: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let mut r = template.clone();
+            r["messageId"] = format!("059f36b4-87a3-44ab-83d2-{i:012}").into();
+            if let Some(body) = body(i) {
+                r["body"] = body.into();
+            }
+            r
+        })
+        .collect();
+    Ok(serde_json::json!({ "Records": records }).to_string())
+}
+
 /// Peak resident memory (`VmHWM`) of a running process, in KiB.
 ///
 /// # Errors
@@ -228,6 +256,62 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<std::time::Duration> {
         .collect();
     let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
     Ok(std::time::Duration::from_millis(ticks * 10))
+}
+
+/// CPU time of each thread of a process, in nanoseconds, from
+/// `/proc/PID/task/*/schedstat` (the scheduler's own sum, where
+/// [`cpu_time`] reads 10 ms ticks): precise enough to time one
+/// sub-millisecond Lambda invocation over a few hundred.
+#[derive(Debug, Clone, Default)]
+pub struct CpuSnapshot(std::collections::HashMap<u32, u64>);
+
+impl CpuSnapshot {
+    /// Reads every live thread of `pid`.
+    ///
+    /// # Errors
+    ///
+    /// When the process is gone or `/proc` cannot be read.
+    pub fn of(pid: u32) -> anyhow::Result<Self> {
+        let mut threads = std::collections::HashMap::new();
+        for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let entry = entry?;
+            let Ok(tid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            // A thread that ended since the listing has no file: skipped.
+            let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else {
+                continue;
+            };
+            let ns = text
+                .split_whitespace()
+                .next()
+                .context("empty schedstat")?
+                .parse::<u64>()
+                .context("schedstat format")?;
+            threads.insert(tid, ns);
+        }
+        Ok(Self(threads))
+    }
+
+    /// All CPU time of the live threads.
+    #[must_use]
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.0.values().sum())
+    }
+
+    /// CPU time used since `earlier`: each thread's growth, and the whole
+    /// of threads started since. A thread that ended in between loses its
+    /// share (runtimes here keep their threads; a helper thread of a DNS
+    /// lookup would be microseconds).
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Duration {
+        Duration::from_nanos(
+            self.0
+                .iter()
+                .map(|(tid, ns)| ns.saturating_sub(earlier.0.get(tid).copied().unwrap_or(0)))
+                .sum(),
+        )
+    }
 }
 
 /// A loopback server that accepts connections and never answers (an SQS

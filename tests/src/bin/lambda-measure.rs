@@ -15,33 +15,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use serde_json::{Value, json};
 use sqsrt_e2e::runtime_api::{Reply, RuntimeApi};
-use sqsrt_e2e::{ChildGuard, cpu_time, fixture, offline_aws_env, peak_rss_kib, sqsrt_bin};
+use sqsrt_e2e::{ChildGuard, bench_event, cpu_time, offline_aws_env, peak_rss_kib, sqsrt_bin};
 
-/// `n` copies of `tests/fixtures/bench-record.json`, each with its own id
-/// (10,000 of them: just under Lambda's 6 MiB payload limit).
 fn event(n: usize) -> anyhow::Result<String> {
-    event_with(n, |_| None)
-}
-
-/// [`event`], every record with `body` instead of the template's when given.
-fn event_with<'a>(n: usize, body: impl Fn(usize) -> Option<&'a str>) -> anyhow::Result<String> {
-    let path = fixture("bench-record.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read the bench record {}", path.display()))?;
-    let template: Value = serde_json::from_str(&text)?;
-    let records: Vec<Value> = (0..n)
-        .map(|i| {
-            let mut r = template.clone();
-            r["messageId"] = json!(format!("059f36b4-87a3-44ab-83d2-{i:012}"));
-            if let Some(body) = body(i) {
-                r["body"] = json!(body);
-            }
-            r
-        })
-        .collect();
-    Ok(json!({ "Records": records }).to_string())
+    bench_event(n, |_| None)
 }
 
 /// Invocations of each size run before the measured ones, not counted.
@@ -243,14 +221,14 @@ async fn managed_instances_rows(rounds: usize) -> anyhow::Result<Vec<String>> {
 /// failure at all (no SQS call: the floor). The first invocation, then the
 /// median of `invocations` more.
 async fn unreachable_rows(invocations: usize) -> anyhow::Result<Vec<String>> {
-    let failing = event_with(10_000, |i| {
+    let failing = bench_event(10_000, |i| {
         Some(if i % 7 == 0 {
             r#"{"action":"fail"}"#
         } else {
             r#"{"action":"ok"}"#
         })
     })?;
-    let passing = event_with(10_000, |_| Some(r#"{"action":"ok"}"#))?;
+    let passing = bench_event(10_000, |_| Some(r#"{"action":"ok"}"#))?;
     let hole = sqsrt_e2e::BlackHole::start().await?;
     let mut cases: Vec<(&str, String, &str)> = Vec::new();
     // Reachable: the records' queue exists in LocalStack, so every
@@ -326,7 +304,7 @@ async fn managed_instances(
             ("SQSRT_MAX_IN_FLIGHT", max_in_flight.to_string()),
         ],
     )?;
-    let body = event_with(10, |_| Some(r#"{"action":"sleep","ms":100}"#))?;
+    let body = bench_event(10, |_| Some(r#"{"action":"sleep","ms":100}"#))?;
     for _ in 0..WARM_UP {
         round(&api, n, &body).await?;
     }
