@@ -18,6 +18,8 @@ install_debian_tools
 
 stage "cargo fmt --check"
 cargo fmt --all --check
+# The bench peers are a workspace of their own (benches/lambda-peers).
+cargo fmt --all --check --manifest-path benches/lambda-peers/Cargo.toml
 
 stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings

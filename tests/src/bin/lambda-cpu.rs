@@ -1,8 +1,8 @@
 //! CPU per Lambda invocation, side by side in one run (issue 18;
 //! docs/performance.md, "CPU per invocation"): the release `sqsrt` at the
 //! deploy defaults (256 MB: one runtime thread; log level info, outcome lines
-//! on) and at 2,048 MB (two threads), the stock Rust pattern and the floor
-//! (`benches/lambda-peers`), each a process of its own under the Runtime API
+//! on) and at 2,048 MB (two threads), the stock Rust pattern, `lambda_runtime`
+//! alone and the floor (`benches/lambda-peers`), each a process of its own under the Runtime API
 //! stand-in, and Powertools for AWS Lambda (Python) in-process
 //! (`benches/powertools_sqs.py`). Events of 10, 100, 1,000, 5,000 and
 //! 10,000 copies of `tests/fixtures/bench-record.json`.
@@ -109,22 +109,21 @@ fn main() -> anyhow::Result<()> {
         bail!("--sizes needs --only: the table has every size");
     }
     // results[subject][size] = runs; cold[subject] = CPU to the first poll.
-    let mut results: Vec<Vec<Vec<Run>>> = Vec::new();
-    let mut cold: Vec<Vec<Duration>> = Vec::new();
-    for subject in &subjects {
-        let mut per_size = Vec::new();
-        let mut starts = Vec::new();
-        for (&n, body) in SIZES.iter().zip(&events) {
-            let mut runs = Vec::new();
-            for _ in 0..settings.runs {
+    // Interleaved (each run, each size, each column in turn), so that the
+    // machine's drift over the minutes of a run spreads over all columns.
+    let mut results: Vec<Vec<Vec<Run>>> = subjects
+        .iter()
+        .map(|_| SIZES.iter().map(|_| Vec::new()).collect())
+        .collect();
+    let mut cold: Vec<Vec<Duration>> = subjects.iter().map(|_| Vec::new()).collect();
+    for _ in 0..settings.runs {
+        for (i, (&n, body)) in SIZES.iter().zip(&events).enumerate() {
+            for (s, subject) in subjects.iter().enumerate() {
                 let (run, start) = tokio.block_on(measure(subject, n, body, &settings))?;
-                runs.push(run);
-                starts.push(start);
+                results[s][i].push(run);
+                cold[s].push(start);
             }
-            per_size.push(runs);
         }
-        results.push(per_size);
-        cold.push(starts);
     }
     let powertools = match &python {
         Some(python) => Some(powertools(python, &settings)?),
@@ -137,7 +136,8 @@ fn main() -> anyhow::Result<()> {
 
 /// The columns: sqsrt at 256 MB and 2,048 MB (`scripted`, which decodes
 /// every body as the stock pattern does), sqsrt's own cost (`noop`), the stock
-/// pattern and the floor.
+/// pattern, `lambda_runtime` alone (its layers' cost over the floor) and the
+/// floor.
 fn subjects(peers: &Path) -> anyhow::Result<Vec<Subject>> {
     let sqsrt = sqsrt_bin()?;
     let lambda_env = |memory: &str| {
@@ -175,6 +175,11 @@ fn subjects(peers: &Path) -> anyhow::Result<Vec<Subject>> {
         Subject {
             label: "stock pattern",
             program: peers.join("lambda-stock"),
+            env: lambda_env("256"),
+        },
+        Subject {
+            label: "`lambda_runtime` alone",
+            program: peers.join("lambda-runtime-alone"),
             env: lambda_env("256"),
         },
         Subject {
@@ -357,7 +362,7 @@ fn print_table(
     let cpu =
         |s: usize, i: usize| -> Vec<Duration> { results[s][i].iter().map(|r| r.cpu).collect() };
     let median = |v: Vec<Duration>| spread(&v).0.as_secs_f64();
-    let (sqsrt, stock, floor) = (0, 3, 4);
+    let (sqsrt, stock, floor) = (0, 3, 5);
     let row = |cells: Vec<String>| println!("| {} |", cells.join(" | "));
 
     let mut header = vec!["records".to_owned()];

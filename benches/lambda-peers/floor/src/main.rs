@@ -17,7 +17,12 @@ async fn main() -> Result<(), Error> {
     let client = PooledClient::builder().build();
     loop {
         let next = client
-            .call(build_request().method(Method::GET).uri(NEXT).body(Body::empty())?)
+            .call(
+                build_request()
+                    .method(Method::GET)
+                    .uri(NEXT)
+                    .body(Body::empty())?,
+            )
             .await?;
         let request_id = next
             .headers()
@@ -29,7 +34,12 @@ async fn main() -> Result<(), Error> {
         next.into_body().collect().await?;
         let uri = format!("/2018-06-01/runtime/invocation/{request_id}/response");
         let answer = client
-            .call(build_request().method(Method::POST).uri(uri).body(Body::from(EMPTY))?)
+            .call(
+                build_request()
+                    .method(Method::POST)
+                    .uri(uri)
+                    .body(Body::from(EMPTY))?,
+            )
             .await?;
         answer.into_body().collect().await?;
     }
