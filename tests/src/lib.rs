@@ -196,10 +196,13 @@ pub fn fixture(name: &str) -> PathBuf {
 /// A Lambda SQS event of `n` copies of `tests/fixtures/bench-record.json`,
 /// each with its own `messageId` (10,000 of them: just under Lambda's 6 MiB
 /// payload limit), every record's `body` replaced where `body` gives one.
+/// Written as Lambda writes it: compact, the record's fields in the
+/// fixture's (Lambda's) order, not sorted as a `serde_json::Value` would
+/// sort them.
 ///
 /// # Errors
 ///
-/// When the fixture cannot be read.
+/// When the fixture cannot be read or is not a record with an id and a body.
 pub fn bench_event<'a>(
     n: usize,
     body: impl Fn(usize) -> Option<&'a str>,
@@ -208,17 +211,59 @@ pub fn bench_event<'a>(
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the bench record {}", path.display()))?;
     let template: serde_json::Value = serde_json::from_str(&text)?;
-    let records: Vec<serde_json::Value> = (0..n)
-        .map(|i| {
-            let mut r = template.clone();
-            r["messageId"] = format!("059f36b4-87a3-44ab-83d2-{i:012}").into();
-            if let Some(body) = body(i) {
-                r["body"] = body.into();
+    let compact = compact_json(&text);
+    // Each field as the compact text writes it, to be swapped per record.
+    let written = |field: &str| -> anyhow::Result<String> {
+        let value = template[field]
+            .as_str()
+            .with_context(|| format!("the bench record has no {field}"))?;
+        Ok(format!("\"{field}\":{}", serde_json::to_string(value)?))
+    };
+    let (id_field, body_field) = (written("messageId")?, written("body")?);
+    let mut out = String::with_capacity(n * (compact.len() + 8) + 16);
+    out.push_str("{\"Records\":[");
+    for i in 0..n {
+        if i > 0 {
+            out.push(',');
+        }
+        let mut record = compact.replacen(
+            &id_field,
+            &format!("\"messageId\":\"059f36b4-87a3-44ab-83d2-{i:012}\""),
+            1,
+        );
+        if let Some(body) = body(i) {
+            record = record.replacen(
+                &body_field,
+                &format!("\"body\":{}", serde_json::to_string(body)?),
+                1,
+            );
+        }
+        out.push_str(&record);
+    }
+    out.push_str("]}");
+    Ok(out)
+}
+
+/// `text` (JSON) without the whitespace between tokens; strings untouched.
+fn compact_json(text: &str) -> String {
+    let (mut out, mut in_string, mut escaped) = (String::with_capacity(text.len()), false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
             }
-            r
-        })
-        .collect();
-    Ok(serde_json::json!({ "Records": records }).to_string())
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Peak resident memory (`VmHWM`) of a running process, in KiB.
@@ -367,5 +412,29 @@ impl BlackHole {
 impl Drop for BlackHole {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bench_events_are_compact_in_lambdas_order_with_their_own_ids_and_bodies() {
+        let event = super::bench_event(3, |i| (i == 1).then_some("{\"action\":\"fail\"}"))
+            .expect("the fixture");
+        assert!(event.starts_with("{\"Records\":[{\"messageId\":\"059f36b4-87a3-44ab-83d2-000000000000\",\"receiptHandle\":"));
+        assert!(!event.contains(' ') && !event.contains('\n'));
+        let parsed: serde_json::Value = serde_json::from_str(&event).expect("JSON");
+        let records = parsed["Records"].as_array().expect("records");
+        assert_eq!(records.len(), 3);
+        assert_eq!(
+            records[2]["messageId"],
+            "059f36b4-87a3-44ab-83d2-000000000002"
+        );
+        assert_eq!(records[1]["body"], "{\"action\":\"fail\"}");
+        assert_eq!(
+            records[0]["body"],
+            "{\"orderId\":12345,\"sku\":\"ABC-123\",\"qty\":1}"
+        );
+        assert_eq!(records[0]["attributes"]["SentTimestamp"], "1545082649183");
     }
 }

@@ -37,6 +37,7 @@
 pub mod engine;
 pub mod envelope;
 pub mod handler;
+pub mod json_text;
 pub mod message;
 pub mod outcome;
 pub mod retry;

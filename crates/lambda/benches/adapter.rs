@@ -122,6 +122,18 @@ fn adapter(c: &mut Criterion) {
             });
         });
         group.bench_with_input(
+            BenchmarkId::new("decode sqsrt, serde visitor only", n),
+            &bytes,
+            |b, bytes| {
+                b.iter(|| {
+                    SqsRecords::from_slice_visitor(bytes)
+                        .expect("valid event")
+                        .into_messages()
+                        .expect("valid event")
+                });
+            },
+        );
+        group.bench_with_input(
             BenchmarkId::new("decode sqsrt, two threads", n),
             &bytes,
             |b, bytes| {

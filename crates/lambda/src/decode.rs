@@ -31,6 +31,7 @@ use sqsrt_core::{Attributes, Message, MessageAttribute, MessageAttributes};
 use sqsrt_sqs::{attribute_from_parts, message_from_parts};
 
 use crate::event::{EventError, RecordMeta};
+use crate::scan;
 
 /// An SQS event decoded into core messages and what the adapter needs to
 /// settle them. Deserialize it from the invocation payload.
@@ -45,6 +46,9 @@ pub struct SqsRecords {
 impl SqsRecords {
     /// Decodes an invocation payload.
     ///
+    /// The event as Lambda writes it (compact, the usual fields) goes
+    /// through a scanner (`crate::scan`, eight bytes at a time); any other
+    /// shape through this module's `serde` visitor, to the same result.
     /// A valid event is parsed once, without path tracking; an invalid one
     /// is parsed a second time through `serde_path_to_error` so the error
     /// names the field (`Records[0].body`). `lambda_runtime` tracks the path on
@@ -58,16 +62,41 @@ impl SqsRecords {
     pub fn from_slice(payload: &[u8]) -> Result<Self, EventError> {
         // UTF-8 is checked once over the whole payload (fast on ASCII), not
         // string by string as `from_slice` does (~150,000 small checks in a
-        // 10,000-record event). A payload that is not UTF-8 throughout goes
-        // through `from_slice`, which skips unknown fields unchecked like the
-        // stock decoder (found by fuzzing: invalid UTF-8 in an unknown
-        // field's value is accepted there).
+        // 10,000-record event).
+        let text = std::str::from_utf8(payload).ok();
+        let capacity = RecordsSeed::sized_for(payload.len()).capacity;
+        // The event as Lambda writes it: the scanner (`crate::scan`).
+        if let Some(scanned) = text.and_then(|text| scan::event(text, capacity)) {
+            return Ok(Self::from_scanned(scanned));
+        }
+        Self::decode_serde(payload, text)
+    }
+
+    /// [`Self::from_slice`] without the scanner: the `serde` visitor alone,
+    /// the scanner's reference in its tests and bench (feature
+    /// `stock-decode`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::from_slice`].
+    #[cfg(any(test, feature = "stock-decode"))]
+    pub fn from_slice_visitor(payload: &[u8]) -> Result<Self, EventError> {
+        Self::decode_serde(payload, std::str::from_utf8(payload).ok())
+    }
+
+    /// [`Self::from_slice`] without the scanner; `text` is the payload when
+    /// it is UTF-8 throughout.
+    fn decode_serde(payload: &[u8], text: Option<&str>) -> Result<Self, EventError> {
+        // A payload that is not UTF-8 throughout goes through `from_slice`,
+        // which skips unknown fields unchecked like the stock decoder (found
+        // by fuzzing: invalid UTF-8 in an unknown field's value is accepted
+        // there).
         let visitor = EventVisitor {
             records: RecordsSeed::sized_for(payload.len()),
         };
-        match std::str::from_utf8(payload) {
-            Ok(text) => decode_whole(serde_json::Deserializer::from_str(text), visitor),
-            Err(_) => decode_whole(serde_json::Deserializer::from_slice(payload), visitor),
+        match text {
+            Some(text) => decode_whole(serde_json::Deserializer::from_str(text), visitor),
+            None => decode_whole(serde_json::Deserializer::from_slice(payload), visitor),
         }
         .map_err(|first| {
             let mut de = serde_json::Deserializer::from_slice(payload);
@@ -83,6 +112,20 @@ impl SqsRecords {
                 },
             }
         })
+    }
+
+    fn from_scanned((messages, metas, missing_id): scan::Scanned) -> Self {
+        Self {
+            messages,
+            metas,
+            missing_id,
+        }
+    }
+
+    /// Messages, metas and the first missing id (the scanner's tests).
+    #[cfg(test)]
+    pub(crate) fn into_parts(self) -> scan::Scanned {
+        (self.messages, self.metas, self.missing_id)
     }
 
     /// The messages and their metas, or the error for a record without a
@@ -201,10 +244,12 @@ fn decode_chunks(payload: &[u8]) -> Option<SqsRecords> {
         array.extend_from_slice(part);
         array.push(b']');
         let text = std::str::from_utf8(&array).ok()?;
+        let seed = RecordsSeed::sized_for(text.len());
+        if let Some(scanned) = scan::array(text, seed.capacity) {
+            return Some(SqsRecords::from_scanned(scanned));
+        }
         let mut de = serde_json::Deserializer::from_str(text);
-        let records = de
-            .deserialize_seq(RecordsSeed::sized_for(text.len()))
-            .ok()?;
+        let records = de.deserialize_seq(seed).ok()?;
         de.end().ok()?;
         Some(records)
     };

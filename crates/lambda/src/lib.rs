@@ -30,6 +30,7 @@ pub mod decode;
 pub mod emf;
 pub mod event;
 mod init_error;
+mod scan;
 pub mod settle;
 #[cfg(feature = "stock-decode")]
 pub mod stock;

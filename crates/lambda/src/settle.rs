@@ -94,13 +94,20 @@ impl<Q: QueueClient> Settler<Q> {
                 }
             })
             .collect();
-        let work = async {
+        // Nothing listed: no call to make. Else the calls' future is boxed:
+        // with the SDK's client it is tens of KB, which every invocation's
+        // future would otherwise carry and copy when it is boxed (seen in
+        // callgrind as a `memcpy` per invocation).
+        if !settled.iter().any(|s| s.listed) {
+            return settled;
+        }
+        let work = Box::pin(async {
             if let Some(dlq_url) = &self.dlq_url {
                 self.dead_letter(dlq_url, &mut settled, metas, copies, records, &mut policy)
                     .await;
             }
             self.retime(&settled, metas, records, &mut policy).await;
-        };
+        });
         match until {
             Some(until) => {
                 if tokio::time::timeout_at(until, work).await.is_err() {

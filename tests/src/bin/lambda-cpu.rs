@@ -17,7 +17,8 @@
 //! `PYTHON`: an interpreter with `aws-lambda-powertools`, else that column
 //! says it was not measured; `--budget`: records per measured window, at
 //! least 20 invocations; `--sizes` and `--only` (the columns whose label
-//! contains TEXT) narrow the run, for profiling: `--only` prints no table.)
+//! contains TEXT, or the one named TEXT exactly) narrow the run, for
+//! profiling (`scripts/instructions.sh`): `--only` prints no table.)
 
 // Counts and durations here are far below 2^52: f64 is exact enough.
 #![allow(clippy::cast_precision_loss)]
@@ -90,7 +91,13 @@ fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     if let Some(only) = only {
         // Profiling: the chosen columns' runs, one line each, no table.
-        for subject in subjects.iter().filter(|s| s.label.contains(&only)) {
+        // A label given whole is that column alone; else every column
+        // whose label contains the text.
+        let exact = subjects.iter().any(|s| s.label == only);
+        for subject in subjects
+            .iter()
+            .filter(|s| s.label == only || (!exact && s.label.contains(&only)))
+        {
             for (&n, body) in sizes.iter().zip(&events) {
                 for _ in 0..settings.runs {
                     let (run, _) = tokio.block_on(measure(subject, n, body, &settings))?;

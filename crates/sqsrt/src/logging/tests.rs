@@ -1,4 +1,4 @@
-use super::json::{clean_prefix, push_json_str};
+use super::json::push_json_str;
 use super::timestamp::push_timestamp;
 use super::*;
 
@@ -86,7 +86,7 @@ fn escaping_matches_serde_json() {
         let back: String = serde_json::from_str(&out).unwrap();
         assert_eq!(back, value);
     }
-    // Around the 16-byte chunks of the fast scan: an escape at every
+    // Around the eight-byte words of the fast scan: an escape at every
     // position from 0 to 40, in strings of every length up to 48.
     for special in ['"', '\\', '\n', '\u{1}', '\u{1f}', '\u{e9}', 'x'] {
         for at in 0..=40 {
@@ -97,14 +97,6 @@ fn escaping_matches_serde_json() {
                 let back: String =
                     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
                 assert_eq!(back, value);
-                assert_eq!(
-                    clean_prefix(value.as_bytes()),
-                    if special == '\u{e9}' || special == 'x' {
-                        value.len()
-                    } else {
-                        at
-                    }
-                );
             }
         }
     }
