@@ -4,10 +4,11 @@
 # Lambda mode (size, cold start, warm 10 / 10,000-record invocations, RSS,
 # Managed Instances: 1-8 concurrent invocations)
 # under the project's Runtime API stand-in, and worker mode against
-# LocalStack (random-time handler vs c/d, no-op handler, CPU per message,
-# RSS, SIGTERM to exit); then CPU per Lambda invocation side by side
-# (lambda-cpu: sqsrt at 256 MB and 2,048 MB, the stock Rust pattern, the
-# floor, Powertools Python). The criterion suites are `cargo bench`.
+# LocalStack (random-time handler vs c/d, no-op handler, CPU per message
+# beside a hand-written aws-sdk-sqs loop's, RSS, SIGTERM to exit); then CPU
+# per Lambda invocation side by side (lambda-cpu: sqsrt at 256 MB and
+# 2,048 MB, the stock Rust pattern, lambda_runtime alone, the floor,
+# Powertools Python). The criterion suites are `cargo bench`.
 #   ./scripts/bench.sh            full run (a few minutes)
 #   ./scripts/bench.sh --smoke    tiny counts: checks the harness, not the speed
 set -euo pipefail
@@ -25,7 +26,7 @@ install_localstack
 install_powertools
 build_release
 build_peers
-cargo build --release --locked -q -p sqsrt-e2e --bin lambda-measure --bin worker-measure --bin lambda-cpu
+cargo build --release --locked -q -p sqsrt-e2e --bin lambda-measure --bin worker-measure --bin sdk-loop --bin lambda-cpu
 logs=$(mktemp -d)
 trap stop_localstack EXIT
 start_localstack "$logs/localstack.log"

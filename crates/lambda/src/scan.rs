@@ -61,8 +61,9 @@ struct Raw<'a> {
 }
 
 impl<'a> Raw<'a> {
-    /// The string's value: borrowed when it has no escape, else unescaped by
-    /// `serde_json` (`None` when an escape is invalid).
+    /// The string's value: borrowed when it has no escape, else unescaped
+    /// (one-character escapes here, `\u` ones by `serde_json`; `None` when
+    /// an escape is invalid).
     fn value(self) -> Option<Cow<'a, str>> {
         if !self.escaped {
             return Some(Cow::Borrowed(self.inner()));
