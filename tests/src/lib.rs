@@ -266,6 +266,27 @@ fn compact_json(text: &str) -> String {
     out
 }
 
+/// The value after `name` in a bench binary's `args` (`--runs 3`), if given.
+#[must_use]
+pub fn flag_value(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+/// The number after `name` in `args`, or `default` when absent.
+///
+/// # Errors
+///
+/// When the value is not a number, naming the flag.
+pub fn number_flag(args: &[String], name: &str, default: usize) -> anyhow::Result<usize> {
+    flag_value(args, name).map_or(Ok(default), |s| {
+        s.parse()
+            .with_context(|| format!("{name} {s}: not a number"))
+    })
+}
+
 /// Peak resident memory (`VmHWM`) of a running process, in KiB.
 ///
 /// # Errors

@@ -57,17 +57,13 @@ struct Sample {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let short = args.iter().any(|a| a == "--short");
-    let out = args
-        .iter()
-        .position(|a| a == "--out")
-        .and_then(|i| args.get(i + 1))
-        .map_or_else(
-            || {
-                PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
-                    .join("reliability")
-            },
-            PathBuf::from,
-        );
+    let out = sqsrt_e2e::flag_value(&args, "--out").map_or_else(
+        || {
+            PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
+                .join("reliability")
+        },
+        PathBuf::from,
+    );
     std::fs::create_dir_all(&out)?;
     let scaling = Scaling {
         interval: Duration::from_secs(1),

@@ -31,7 +31,10 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 use sqsrt_e2e::runtime_api::RuntimeApi;
-use sqsrt_e2e::{ChildGuard, CpuSnapshot, bench_event, fixture, offline_aws_env, sqsrt_bin};
+use sqsrt_e2e::{
+    ChildGuard, CpuSnapshot, bench_event, fixture, flag_value, number_flag, offline_aws_env,
+    sqsrt_bin,
+};
 
 const SIZES: [usize; 5] = [10, 100, 1_000, 5_000, 10_000];
 
@@ -50,14 +53,14 @@ struct Run {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let peers = PathBuf::from(flag(&args, "--peers").context(
+    let peers = PathBuf::from(flag_value(&args, "--peers").context(
         "--peers DIR: where lambda-stock and lambda-floor are built (scripts/bench.sh builds them)",
     )?);
-    let python = flag(&args, "--python");
-    let runs = number(&args, "--runs", 3)?;
-    let budget = number(&args, "--budget", 50_000)?;
-    let warm_up = number(&args, "--warm-up", 3)?;
-    let sizes = match flag(&args, "--sizes") {
+    let python = flag_value(&args, "--python");
+    let runs = number_flag(&args, "--runs", 3)?;
+    let budget = number_flag(&args, "--budget", 50_000)?;
+    let warm_up = number_flag(&args, "--warm-up", 3)?;
+    let sizes = match flag_value(&args, "--sizes") {
         Some(list) => list
             .split(',')
             .map(|n| {
@@ -67,7 +70,7 @@ fn main() -> anyhow::Result<()> {
             .collect::<Result<Vec<usize>, _>>()?,
         None => SIZES.to_vec(),
     };
-    let only = flag(&args, "--only");
+    let only = flag_value(&args, "--only");
     let settings = Settings {
         runs,
         budget,
@@ -413,18 +416,4 @@ fn print_table(
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         std::env::consts::ARCH,
     );
-}
-
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
-fn number(args: &[String], name: &str, default: usize) -> anyhow::Result<usize> {
-    flag(args, name).map_or(Ok(default), |s| {
-        s.parse()
-            .with_context(|| format!("{name} {s}: not a number"))
-    })
 }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use sqsrt_e2e::runtime_api::{Reply, RuntimeApi};
-use sqsrt_e2e::{ChildGuard, bench_event, cpu_time, offline_aws_env, peak_rss_kib, sqsrt_bin};
+use sqsrt_e2e::{
+    ChildGuard, bench_event, cpu_time, number_flag, offline_aws_env, peak_rss_kib, sqsrt_bin,
+};
 
 fn event(n: usize) -> anyhow::Result<String> {
     bench_event(n, |_| None)
@@ -169,17 +171,6 @@ async fn main() -> anyhow::Result<()> {
         println!("{row}");
     }
     Ok(())
-}
-
-/// The value of `--name N`, or `default`.
-fn number_flag(args: &[String], name: &str, default: usize) -> anyhow::Result<usize> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(Ok(default), |s| {
-            s.parse()
-                .with_context(|| format!("{name} {s}: not a number"))
-        })
 }
 
 /// The Managed Instances rows: N = 1, 2, 4, 8 concurrent invocations.

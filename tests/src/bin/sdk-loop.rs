@@ -18,21 +18,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+use sqsrt_e2e::{flag_value, number_flag};
 use tokio::sync::Semaphore;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let queue_url = flag("--queue-url").context("--queue-url URL")?;
-    let max_in_flight: usize = flag("--max-in-flight")
-        .map_or(Ok(50), |n| n.parse())
-        .context("--max-in-flight N")?;
+    let queue_url = flag_value(&args, "--queue-url").context("--queue-url URL")?;
+    let max_in_flight = number_flag(&args, "--max-in-flight", 50)?;
     // The SDK's config loader with the HTTP client sqsrt builds (rustls on
     // ring): the comparison is of the loops, not of TLS stacks.
     let config = sqsrt_sqs::config_loader().load().await;

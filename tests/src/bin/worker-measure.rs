@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use sqsrt_e2e::worker_proc::{WorkerProc, read_lines};
 use sqsrt_e2e::{ChildGuard, localstack};
-use sqsrt_e2e::{cpu_time, peak_rss_kib};
+use sqsrt_e2e::{cpu_time, number_flag, peak_rss_kib};
 
 const MAX_IN_FLIGHT: usize = 50;
 const MEAN_MS: f64 = 100.0;
@@ -184,15 +184,6 @@ fn spread(mut values: Vec<f64>, digits: usize) -> String {
     )
 }
 
-fn arg(args: &[String], name: &str, default: usize) -> anyhow::Result<usize> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(Ok(default), |s| {
-            s.parse().with_context(|| format!("{name} {s}"))
-        })
-}
-
 /// SIGTERM at full load: `MAX_IN_FLIGHT` handlers of 1 s running; the exit
 /// status and how long the worker took to exit.
 async fn sigterm_at_full_load(
@@ -220,8 +211,8 @@ async fn sigterm_at_full_load(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let n = arg(&args, "--messages", 3000)?;
-    let repeat = arg(&args, "--repeat", 3)?.max(1);
+    let n = number_flag(&args, "--messages", 3000)?;
+    let repeat = number_flag(&args, "--repeat", 3)?.max(1);
     let sqs = localstack::client().await?;
 
     let mut random = Vec::new();
