@@ -16,11 +16,12 @@ use serde::de::IgnoredAny;
 use sqsrt_core::{BatchOptions, Engine, Handler, Invocation, Message, Outcome, RetryPolicy};
 use sqsrt_sqs::{Delivery, QueueClient, is_fifo_queue};
 use tokio::time::Instant;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info_span, warn};
 
 use crate::decode::SqsRecords;
 use crate::emf::{Emf, InvocationMetrics};
 use crate::event::{EventError, RecordMeta, time_left};
+use crate::outcome_lines::{OUTCOME_LINES_TARGET, OutcomeLine, log_outcome_lines};
 use crate::settle::{Settled, Settler};
 
 /// Lambda-mode settings (docs/design.md, "Configuration").
@@ -344,14 +345,7 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
             .settler
             .settle(outcomes, &metas, &copies, &records, settle_until)
             .await;
-        log_outcomes(
-            &OutcomeLines {
-                records: &records,
-                settled: &settled,
-                elapsed: &elapsed,
-            },
-            split,
-        );
+        log_outcomes(&records, &settled, &elapsed, split);
         if let Some(emf) = &self.config.emf {
             write_emf(emf, &settled, &elapsed, now.elapsed());
         }
@@ -539,93 +533,32 @@ fn two_threads(count: usize) -> bool {
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
-/// What an invocation's outcome lines say, by record.
-struct OutcomeLines<'a> {
-    records: &'a [Delivery<'a>],
-    settled: &'a [Settled],
-    elapsed: &'a [Option<Duration>],
-}
-
-impl OutcomeLines<'_> {
-    fn split_at(&self, at: usize) -> (OutcomeLines<'_>, OutcomeLines<'_>) {
-        let (records, records2) = self.records.split_at(at);
-        let (settled, settled2) = self.settled.split_at(at);
-        let (elapsed, elapsed2) = self.elapsed.split_at(at);
-        (
-            OutcomeLines {
-                records,
-                settled,
-                elapsed,
-            },
-            OutcomeLines {
-                records: records2,
-                settled: settled2,
-                elapsed: elapsed2,
-            },
-        )
-    }
-}
-
-/// One log record per message, with its final outcome, in a log batch
-/// (`crate::OUTCOME_LINES_SPAN`: one write). With `split`, the second half's
-/// lines are built on a second thread, in the caller's span, and written
-/// with a write of their own.
-fn log_outcomes(lines: &OutcomeLines<'_>, split: bool) {
-    let batch = |lines: &OutcomeLines<'_>| {
-        tracing::info_span!(crate::OUTCOME_LINES_SPAN).in_scope(|| log_lines(lines));
-    };
-    if !split {
-        batch(lines);
+/// The invocation's outcome lines ([`crate::outcome_lines`]).
+fn log_outcomes(
+    records: &[Delivery<'_>],
+    settled: &[Settled],
+    elapsed: &[Option<Duration>],
+    split: bool,
+) {
+    if !tracing::enabled!(target: OUTCOME_LINES_TARGET, tracing::Level::INFO) {
         return;
     }
-    let (first, second) = lines.split_at(lines.records.len() / 2);
-    // The caller's subscriber and span, also when the subscriber is this
-    // thread's default rather than the global one.
-    let span = tracing::Span::current();
-    let dispatch = tracing::dispatcher::get_default(Clone::clone);
-    let second_half = || {
-        tracing::dispatcher::with_default(&dispatch, || {
-            span.in_scope(|| batch(&second));
-        });
-    };
-    std::thread::scope(|scope| {
-        // When the OS refuses a thread, this one writes both halves.
-        let helper = std::thread::Builder::new()
-            .spawn_scoped(scope, second_half)
-            .ok();
-        batch(&first);
-        if helper.is_none() {
-            second_half();
-        }
-    });
-}
-
-/// The log lines of [`log_outcomes`]: the same fields as the worker's
-/// (`message_id`, `outcome`, `receive_count`, `duration_ms` when the handler
-/// ran, `reason` when not a success), plus whether the record is listed and
-/// dead-lettered; `request_id` comes from the invocation's span.
-fn log_lines(lines: &OutcomeLines<'_>) {
-    for ((record, s), elapsed) in lines.records.iter().zip(lines.settled).zip(lines.elapsed) {
-        let (id, receive_count) = (record.message_id, record.receive_count);
-        let outcome = s.outcome.kind().as_str();
-        let duration_ms = elapsed.map(|e| u64::try_from(e.as_millis()).unwrap_or(u64::MAX));
-        match s.outcome.reason() {
-            // `as_str`, not `%`: a string field is written as is, without
-            // the formatting machinery (a part of each line's cost).
-            None => info!(
-                message_id = id,
-                outcome, receive_count, duration_ms, "Message processed."
-            ),
-            Some(reason) => info!(
-                message_id = id,
-                outcome,
-                receive_count,
-                duration_ms,
-                reason = %reason,
-                listed = s.listed,
-                dead_lettered = s.dead_lettered,
-                "Message processed."
-            ),
-        }
-    }
+    // Only failures have a reason (and an allocation for it).
+    let reasons: Vec<Option<String>> = settled.iter().map(|s| s.outcome.reason()).collect();
+    let lines: Vec<OutcomeLine<'_>> = records
+        .iter()
+        .zip(settled)
+        .zip(elapsed)
+        .zip(&reasons)
+        .map(|(((record, s), elapsed), reason)| OutcomeLine {
+            message_id: record.message_id,
+            outcome: s.outcome.kind().as_str(),
+            receive_count: record.receive_count,
+            duration_ms: elapsed.map(|e| u64::try_from(e.as_millis()).unwrap_or(u64::MAX)),
+            reason: reason.as_deref(),
+            listed: s.listed,
+            dead_lettered: s.dead_lettered,
+        })
+        .collect();
+    log_outcome_lines(&lines, split);
 }

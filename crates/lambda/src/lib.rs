@@ -30,6 +30,7 @@ pub mod decode;
 pub mod emf;
 pub mod event;
 mod init_error;
+pub mod outcome_lines;
 mod scan;
 pub mod settle;
 #[cfg(feature = "stock-decode")]
@@ -46,3 +47,4 @@ pub use decode::SqsRecords;
 pub use emf::Emf;
 pub use event::{EventError, RecordMeta};
 pub use init_error::{InitReportError, report_init_error, runtime_api_problem};
+pub use outcome_lines::{OUTCOME_LINES_TARGET, OutcomeLine, OutcomeLineWriter};

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use super::json::{JsonFields, push_json_str};
 use super::timestamp::push_timestamp;
@@ -27,7 +27,8 @@ pub(super) struct JsonLines<W> {
 }
 
 /// A span's fields, rendered as `,"key":value` pairs once.
-struct SpanFields {
+#[derive(Default)]
+pub(super) struct SpanFields {
     names: Vec<&'static str>,
     json: String,
 }
@@ -39,10 +40,7 @@ where
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut fields = SpanFields {
-            names: Vec::new(),
-            json: String::new(),
-        };
+        let mut fields = SpanFields::default();
         attrs.record(&mut JsonFields {
             out: &mut fields.json,
             names: Some(&mut fields.names),
@@ -70,21 +68,10 @@ where
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
         if is_log_batch(id, &ctx) {
             // The scope's span fields, rendered once for the batch's lines.
-            let mut scope = ScopeFields {
+            let scope = ScopeFields {
                 span: id.clone(),
-                fields: SpanFields {
-                    names: Vec::new(),
-                    json: String::new(),
-                },
+                fields: ctx.span(id).as_ref().map(scope_fields).unwrap_or_default(),
             };
-            if let Some(spans) = ctx.span_scope(id) {
-                for span in spans.from_root() {
-                    if let Some(fields) = span.extensions().get::<SpanFields>() {
-                        scope.fields.names.extend_from_slice(&fields.names);
-                        scope.fields.json.push_str(&fields.json);
-                    }
-                }
-            }
             BATCH.with(|batch| {
                 let mut batch = batch.borrow_mut();
                 batch.depth += 1;
@@ -138,7 +125,9 @@ where
                     };
                     match &batch.scope {
                         Some(scope) if ctx.current_span().id() == Some(&scope.span) => {
-                            push_span_fields(out, &scope.fields, metadata);
+                            push_span_fields(out, &scope.fields, |name| {
+                                metadata.fields().field(name).is_some()
+                            });
                             true
                         }
                         _ => false,
@@ -147,7 +136,9 @@ where
             if !cached && let Some(scope) = ctx.event_scope(event) {
                 for span in scope.from_root() {
                     if let Some(fields) = span.extensions().get::<SpanFields>() {
-                        push_span_fields(out, fields, metadata);
+                        push_span_fields(out, fields, |name| {
+                            metadata.fields().field(name).is_some()
+                        });
                     }
                 }
             }
@@ -174,22 +165,35 @@ where
     }
 }
 
-/// Appends a span's fields to a line, but not those the event sets itself:
-/// the event's own field of a name wins, so no key appears twice.
-fn push_span_fields(out: &mut String, fields: &SpanFields, metadata: &tracing::Metadata<'_>) {
-    if fields
-        .names
-        .iter()
-        .any(|name| metadata.fields().field(name).is_some())
-    {
+/// Appends a span's fields to a line, but not those the event has
+/// (`event_has`, by name): the event's own field of a name wins, so no key
+/// appears twice.
+pub(super) fn push_span_fields(
+    out: &mut String,
+    fields: &SpanFields,
+    event_has: impl Fn(&str) -> bool,
+) {
+    if fields.names.iter().any(|name| event_has(name)) {
         for (name, pair) in fields.names.iter().zip(split_pairs(&fields.json)) {
-            if metadata.fields().field(name).is_none() {
+            if !event_has(name) {
                 out.push_str(pair);
             }
         }
     } else {
         out.push_str(&fields.json);
     }
+}
+
+/// The fields of `span` and of every span it is in, root first.
+pub(super) fn scope_fields<'a, R: LookupSpan<'a>>(span: &SpanRef<'a, R>) -> SpanFields {
+    let mut scope = SpanFields::default();
+    for span in span.scope().from_root() {
+        if let Some(fields) = span.extensions().get::<SpanFields>() {
+            scope.names.extend_from_slice(&fields.names);
+            scope.json.push_str(&fields.json);
+        }
+    }
+    scope
 }
 
 /// The log batch of this thread: lines of events inside entered
@@ -224,7 +228,7 @@ thread_local! {
 }
 
 /// A batch larger than this is written at once (a pipe's buffer is 64 KiB).
-const BATCH_FLUSH_BYTES: usize = 64 * 1024;
+pub(super) const BATCH_FLUSH_BYTES: usize = 64 * 1024;
 
 fn is_log_batch<S>(id: &Id, ctx: &Context<'_, S>) -> bool
 where

@@ -3,11 +3,14 @@
 //!
 //! Layout: this file installs the subscriber; `layer` is the layer itself
 //! (flattening span fields into each line, batching the outcome lines of a
-//! Lambda invocation into one write); `json` writes field values and escapes
-//! strings; `timestamp` formats the time of each line.
+//! Lambda invocation into one write); `outcome` renders those outcome lines
+//! in one pass when this module's subscriber is installed; `json` writes
+//! field values and escapes strings; `timestamp` formats the time of each
+//! line.
 
 mod json;
 mod layer;
+mod outcome;
 mod timestamp;
 
 use std::io::Write as _;
@@ -57,12 +60,15 @@ pub fn init(filter: &str) -> Result<(), String> {
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(JsonLines {
-            write: |line: &[u8]| {
-                let _ = std::io::stdout().lock().write_all(line);
-            },
+            write: write_stdout,
         })
+        .with(outcome::writer(write_stdout))
         .try_init();
     Ok(())
+}
+
+fn write_stdout(line: &[u8]) {
+    let _ = std::io::stdout().lock().write_all(line);
 }
 
 /// sqsrt's JSON-lines layer writing each finished line (or, inside a

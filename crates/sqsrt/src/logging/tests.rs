@@ -214,3 +214,134 @@ fn lines_in_a_log_batch_carry_their_scopes_fields_like_any_other() {
 fn invalid_filter_is_named() {
     assert!(init("sqsrt=lots").unwrap_err().contains("sqsrt=lots"));
 }
+
+/// Every write of `f` under a JSON-lines subscriber with `filter`, with
+/// sqsrt's outcome-line writer when `writer` (its writes marked with a
+/// leading `W`).
+fn writes_of(filter: &str, writer: bool, f: impl FnOnce()) -> Vec<String> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (sink, sink2) = (std::sync::Arc::clone(&seen), std::sync::Arc::clone(&seen));
+    let write = move |bytes: &[u8]| {
+        sink.lock()
+            .unwrap()
+            .push(String::from_utf8(bytes.to_vec()).unwrap());
+    };
+    let filter: Targets = filter.parse().unwrap();
+    let base = tracing_subscriber::registry()
+        .with(filter)
+        .with(JsonLines { write });
+    if writer {
+        let subscriber = base.with(outcome::writer(move |bytes: &[u8]| {
+            sink2
+                .lock()
+                .unwrap()
+                .push(format!("W{}", String::from_utf8(bytes.to_vec()).unwrap()));
+        }));
+        tracing::subscriber::with_default(subscriber, f);
+    } else {
+        tracing::subscriber::with_default(base, f);
+    }
+    seen.lock().unwrap().clone()
+}
+
+/// `"timestamp":"..."` emptied, lines sorted (a split batch's halves are
+/// written in either order).
+fn without_timestamps(writes: &[String]) -> Vec<String> {
+    let mut lines: Vec<String> = writes
+        .iter()
+        .map(|w| w.strip_prefix('W').unwrap_or(w))
+        .collect::<String>()
+        .lines()
+        .map(|line| {
+            let (head, rest) = line.split_once("\"timestamp\":\"").unwrap();
+            let (_, tail) = rest.split_once('"').unwrap();
+            format!("{head}\"timestamp\":\"\"{tail}")
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn the_outcome_line_writer_writes_the_bytes_of_the_tracing_events() {
+    use sqsrt_lambda::OutcomeLine;
+    use sqsrt_lambda::outcome_lines::log_outcome_lines;
+    let line = |id, outcome, duration_ms, reason| OutcomeLine {
+        message_id: id,
+        outcome,
+        receive_count: 3,
+        duration_ms,
+        reason,
+        listed: reason.is_some(),
+        dead_lettered: outcome == "permanent",
+    };
+    let tricky = "quote \" newline \n nul \u{0} unicode \u{e9}\u{1f980}";
+    let lines = [
+        line("m-1", "success", Some(12), None),
+        line("m-\"2\"", "retry", Some(u64::MAX), Some(tricky)),
+        line("m-3", "permanent", Some(0), Some("bad order")),
+        line("m-4", "skipped", None, Some("deadline")),
+        line(tricky, "success", None, None),
+    ];
+    let invocation = || {
+        // Span fields as Lambda's runtime and users add them; `reason` and
+        // `message_id` collide with the lines' own fields (theirs win).
+        let span = tracing::info_span!(
+            "invocation",
+            request_id = "req-1",
+            reason = "from-span",
+            message_id = "from-span",
+            xray = tricky
+        );
+        span.in_scope(|| {
+            tracing::info_span!("inner", depth = 2).in_scope(|| {
+                log_outcome_lines(&lines, false);
+                log_outcome_lines(&lines, true);
+            });
+        });
+    };
+    let events = writes_of("info", false, invocation);
+    let rendered = writes_of("info", true, invocation);
+    assert_eq!(events.concat().lines().count(), 10);
+    assert_eq!(without_timestamps(&rendered), without_timestamps(&events));
+    // The writer wrote every line of its run, and a write per call (the
+    // helper thread's half apart), not per line.
+    assert!(rendered.iter().all(|w| w.starts_with('W')), "{rendered:?}");
+    assert!(!events.iter().any(|w| w.starts_with('W')));
+    assert_eq!(rendered.len(), 3, "{rendered:?}");
+    // The success line has the span's `reason`, the failures their own.
+    let text = events.concat();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["message"], "Message processed.");
+    assert_eq!(first["target"], sqsrt_lambda::OUTCOME_LINES_TARGET);
+    assert_eq!(first["reason"], "from-span");
+    assert_eq!(first["message_id"], "m-1");
+    assert_eq!(first["depth"], 2);
+
+    // Off with their target, whichever path.
+    for writer in [false, true] {
+        let off = writes_of("info,sqsrt_lambda::outcome_lines=warn", writer, invocation);
+        assert!(off.is_empty(), "{off:?}");
+    }
+}
+
+#[test]
+fn outcome_lines_outside_any_span_have_no_span_fields() {
+    use sqsrt_lambda::OutcomeLine;
+    use sqsrt_lambda::outcome_lines::log_outcome_lines;
+    let lines = [OutcomeLine {
+        message_id: "m-1",
+        outcome: "success",
+        receive_count: 1,
+        duration_ms: Some(1),
+        reason: None,
+        listed: false,
+        dead_lettered: false,
+    }];
+    let log = || log_outcome_lines(&lines, false);
+    let events = writes_of("info", false, log);
+    let rendered = writes_of("info", true, log);
+    assert_eq!(without_timestamps(&rendered), without_timestamps(&events));
+    assert!(rendered[0].starts_with('W'));
+    assert_eq!(events.len(), 1);
+}
