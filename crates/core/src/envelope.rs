@@ -126,8 +126,8 @@ impl Envelope for S3 {
 ///
 /// A body that decodes costs one plain `serde_json` pass: the path-tracking
 /// decoder (which clones every map key it passes) runs only when that pass
-/// fails, to name where. It was about a tenth of the `scripted` handler's
-/// cost per message (callgrind, `scripts/instructions.sh`).
+/// fails, to name where. That pass was about a quarter of the `scripted`
+/// handler's cost per message (callgrind, docs/performance.md).
 pub(crate) fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, HandlerError> {
     if let Ok(value) = serde_json::from_str(text) {
         return Ok(value);

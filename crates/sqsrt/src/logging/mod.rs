@@ -82,6 +82,18 @@ where
     JsonLines { write }
 }
 
+/// The outcome-line writer [`init`] adds beside [`json_layer`]: a Lambda
+/// invocation's outcome lines rendered in one pass, the bytes the JSON layer
+/// would write for them but the timestamp (one per invocation), given to
+/// `write`. Add both layers, with the same `write`, to a subscriber whose
+/// root is `tracing_subscriber::Registry` (the lines carry the invocation
+/// span's fields, read from it).
+pub fn outcome_line_writer(
+    write: impl Fn(&[u8]) + Send + Sync + 'static,
+) -> sqsrt_lambda::OutcomeLineWriter {
+    outcome::writer(write)
+}
+
 /// Panics become one JSON log line (the engine catches them per message and
 /// reports a retry); the default hook would print a multi-line text trace.
 pub(crate) fn log_panics() {

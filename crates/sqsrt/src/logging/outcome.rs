@@ -5,7 +5,7 @@
 //! when the lines are rendered, rather than one per line. They are written
 //! together anyway.
 //!
-//! Per record this is about a tenth of the instructions of the `tracing`
+//! Per record this is about a fifth of the instructions of the `tracing`
 //! path (`scripts/instructions.sh`, docs/performance.md): the level, target,
 //! timestamp and span fields are rendered once for all lines, and no
 //! dispatch, filter or field visit runs per line.
