@@ -351,7 +351,7 @@ impl Attributes {
     /// Sets `name` to `value`, replacing an earlier value of the same name
     /// (the last one wins, as when a JSON object repeats a key).
     pub fn insert(&mut self, name: &str, value: &str) {
-        let found = (0..self.len()).position(|i| self.name(i) == name);
+        let found = (0..self.len()).position(|i| same_text(self.name(i), name));
         if let Some(index) = found {
             self.retain_indices(|i| i != index);
         }
@@ -372,7 +372,7 @@ impl Attributes {
         const PAIRWISE: usize = 16;
         let count = self.len();
         if count <= PAIRWISE
-            && !(0..count).any(|i| (i + 1..count).any(|j| self.name(i) == self.name(j)))
+            && !(0..count).any(|i| (i + 1..count).any(|j| same_text(self.name(i), self.name(j))))
         {
             return;
         }
@@ -407,7 +407,9 @@ impl Attributes {
     /// The value of `name`, if present. Names are case-sensitive.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+        self.iter()
+            .find(|(n, _)| same_text(n, name))
+            .map(|(_, v)| v)
     }
 
     /// Whether `name` is present.
@@ -437,6 +439,12 @@ impl Attributes {
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
+}
+
+/// `a == b` without the static binary's byte-by-byte `bcmp`
+/// ([`crate::json_text::same_bytes`]): names are compared on every lookup.
+fn same_text(a: &str, b: &str) -> bool {
+    crate::json_text::same_bytes(a.as_bytes(), b.as_bytes())
 }
 
 impl std::ops::Index<&str> for Attributes {

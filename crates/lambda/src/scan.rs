@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 
-use sqsrt_core::json_text::special_byte;
+use sqsrt_core::json_text::{same_bytes, special_byte};
 use sqsrt_core::{Attributes, Message, MessageAttributes};
 use sqsrt_sqs::{attribute_from_parts, message_from_parts};
 
@@ -261,16 +261,24 @@ impl<'a> Cursor<'a> {
     /// matched (one compare each, mostly the first), before a scan.
     fn key(&mut self, known: &[&'static str], next: &mut usize) -> Option<&'a str> {
         let rest = self.bytes().get(self.at..)?;
-        for i in 0..known.len() {
-            let index = (*next + i) % known.len();
+        let mut index = *next;
+        for _ in 0..known.len() {
+            // Round from `next` (a compare, not a division per try).
+            if index >= known.len() {
+                index = 0;
+            }
             // `"name":`, so a key that merely starts with it does not match.
             let quoted = known[index];
-            if rest.starts_with(quoted.as_bytes()) {
+            if rest
+                .get(..quoted.len())
+                .is_some_and(|head| same_bytes(head, quoted.as_bytes()))
+            {
                 *next = index + 1;
                 let key = self.text.get(self.at + 1..self.at + quoted.len() - 2)?;
                 self.at += quoted.len();
                 return Some(key);
             }
+            index += 1;
         }
         let key = self.string()?;
         if key.escaped || !self.eat(b':') {
@@ -368,7 +376,7 @@ impl<'a> Cursor<'a> {
             Some(raw) => {
                 let arn = raw.value()?;
                 Some(match last_arn {
-                    Some(last) if **last == *arn => Arc::clone(last),
+                    Some(last) if same_bytes(last.as_bytes(), arn.as_bytes()) => Arc::clone(last),
                     _ => {
                         let shared: Arc<str> = Arc::from(&*arn);
                         *last_arn = Some(Arc::clone(&shared));
