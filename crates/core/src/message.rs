@@ -371,8 +371,16 @@ impl Attributes {
     fn dedup_keep_last(&mut self) {
         const PAIRWISE: usize = 16;
         let count = self.len();
+        // Names are compared only where their lengths are equal: SQS's
+        // system attributes have different lengths, so a record's check is
+        // a few integer compares (it was 3 % of a 5,000-record invocation's
+        // CPU with every pair's text compared).
+        let name_len = |i: usize| self.ends[i].0 - i.checked_sub(1).map_or(0, |b| self.ends[b].1);
         if count <= PAIRWISE
-            && !(0..count).any(|i| (i + 1..count).any(|j| same_text(self.name(i), self.name(j))))
+            && !(0..count).any(|i| {
+                (i + 1..count)
+                    .any(|j| name_len(i) == name_len(j) && same_text(self.name(i), self.name(j)))
+            })
         {
             return;
         }
@@ -554,6 +562,21 @@ mod tests {
         }
         let unique: Attributes = [("a", "1"), ("b", "2")].into_iter().collect();
         assert_eq!(unique.iter().collect::<Vec<_>>(), [("a", "1"), ("b", "2")]);
+        // Names of other lengths between a repeated one, and names of one
+        // length that differ.
+        let mixed: Attributes = [
+            ("SenderId", "first"),
+            ("SentTimestamp", "1"),
+            ("SenderIx", "x"),
+            ("", "empty"),
+            ("SenderId", "last"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(mixed.len(), 4);
+        assert_eq!(mixed.get("SenderId"), Some("last"));
+        assert_eq!(mixed.get("SenderIx"), Some("x"));
+        assert_eq!(mixed.get(""), Some("empty"));
     }
 
     #[test]
