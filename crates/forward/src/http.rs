@@ -25,15 +25,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use aws_smithy_http_client::Connector;
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::HttpConnector as _;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_types::body::SdkBody;
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::BodyExt;
 use sqsrt_core::{Context, Handler, HandlerError, MAX_VISIBILITY, Message};
 
 /// `--http-timeout-secs`' default.
@@ -84,9 +83,6 @@ pub enum HttpConfigError {
         /// What the loader said.
         detail: String,
     },
-    /// The TLS setup failed.
-    #[error("TLS setup failed: {0}")]
-    Tls(String),
 }
 
 /// The `http` handler: forwards each message to the app ([`HttpSink::forward`]).
@@ -98,7 +94,11 @@ pub struct HttpSink {
 }
 
 struct Inner {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// The AWS SDK's own HTTP connector (hyper, rustls on ring, the system
+    /// CA bundle): the code the binary already has for SQS, so the
+    /// forwarder adds little to it (a hyper client of its own types was
+    /// 0.4 MB of the static binary).
+    connector: Connector,
     uri: Uri,
     url: String,
     timeout: Duration,
@@ -137,14 +137,11 @@ impl HttpSink {
         if config.timeout.is_zero() {
             return Err(HttpConfigError::Timeout);
         }
-        let mut roots = rustls::RootCertStore::empty();
         if https {
+            // Checked here so that a missing bundle is a start-up error,
+            // not a retry per message (the connector loads the same files).
             let found = rustls_native_certs::load_native_certs();
-            for certificate in found.certs {
-                // A certificate rustls cannot use is left out, as curl would.
-                let _ = roots.add(certificate);
-            }
-            if roots.is_empty() {
+            if found.certs.is_empty() {
                 let detail = found
                     .errors
                     .iter()
@@ -161,26 +158,13 @@ impl HttpSink {
                 });
             }
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| HttpConfigError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(TokioExecutor::new())
-            // `Sqsrt-Message-Id` on the wire, as documented.
-            .http1_title_case_headers(true)
+        let connector = Connector::builder()
             .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build();
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                connector,
                 uri,
                 url: config.url,
                 timeout: config.timeout,
@@ -219,33 +203,37 @@ impl HttpSink {
         }
     }
 
-    fn request(&self, message: Message) -> Result<Request<Full<Bytes>>, HandlerError> {
+    fn request(&self, message: Message) -> Result<HttpRequest, HandlerError> {
         let (headers, skipped) = headers_of(&message)?;
         if skipped > 0 {
             self.inner.skipped.fetch_add(skipped, Ordering::Relaxed);
         }
-        let mut request = Request::new(Full::new(Bytes::from(message.into_body())));
+        let mut request = Request::new(SdkBody::from(message.into_body()));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.inner.uri.clone();
         *request.headers_mut() = headers;
-        Ok(request)
+        HttpRequest::try_from(request)
+            .map_err(|e| HandlerError::permanent(format!("cannot build the request: {e}")))
     }
 
-    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<(), HandlerError> {
+    async fn exchange(&self, request: HttpRequest) -> Result<(), HandlerError> {
         let url = &self.inner.url;
         let response =
-            self.inner.client.request(request).await.map_err(|e| {
+            self.inner.connector.call(request).await.map_err(|e| {
                 HandlerError::retry(format!("cannot reach {url}: {}", error_chain(&e)))
             })?;
-        let (parts, body) = response.into_parts();
-        if parts.status.is_success() {
+        let status = StatusCode::from_u16(response.status().as_u16())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = response.headers().get("retry-after").map(str::to_owned);
+        let body = response.into_body();
+        if status.is_success() {
             drain(body).await;
             return Ok(());
         }
         let quoted = first_bytes(body, REASON_BODY_BYTES).await;
         Err(outcome_of(
-            parts.status,
-            &parts.headers,
+            status,
+            retry_after.as_deref(),
             &quoted,
             url,
             SystemTime::now(),
@@ -326,7 +314,7 @@ fn headers_of(message: &Message) -> Result<(HeaderMap, u64), HandlerError> {
 /// `quoted` is the start of the answer's body, quoted in the reason.
 pub fn outcome_of(
     status: StatusCode,
-    headers: &HeaderMap,
+    retry_after_header: Option<&str>,
     quoted: &[u8],
     url: &str,
     now: SystemTime,
@@ -344,17 +332,17 @@ pub fn outcome_of(
     if !retryable {
         return HandlerError::permanent(reason);
     }
-    match retry_after(headers, now) {
+    match retry_after_header.and_then(|value| retry_after(value, now)) {
         Some(delay) => HandlerError::retry_after(reason, delay),
         None => HandlerError::retry(reason),
     }
 }
 
-/// `Retry-After` as a delay from `now`: whole seconds or an HTTP date (a
-/// past date: no wait), at most 12 hours (SQS's longest visibility
-/// timeout). `None` when absent or unreadable.
-pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+/// A `Retry-After` value as a delay from `now`: whole seconds or an HTTP
+/// date (a past date: no wait), at most 12 hours (SQS's longest visibility
+/// timeout). `None` when unreadable.
+pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let text = value.trim();
     let delay = match text.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
         Err(_) => httpdate::parse_http_date(text)
@@ -366,7 +354,7 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 }
 
 /// Up to `limit` bytes of `body`, the rest not read.
-async fn first_bytes(mut body: Incoming, limit: usize) -> Vec<u8> {
+async fn first_bytes(mut body: SdkBody, limit: usize) -> Vec<u8> {
     let mut out = Vec::new();
     while out.len() < limit {
         match body.frame().await {
@@ -384,18 +372,18 @@ async fn first_bytes(mut body: Incoming, limit: usize) -> Vec<u8> {
 
 /// Reads a successful answer's body to its end, so that the connection
 /// returns to the pool; a long one is dropped (and its connection closed).
-async fn drain(mut body: Incoming) {
+async fn drain(mut body: SdkBody) {
     let mut read = 0;
     while read <= DRAINED_BODY_BYTES {
         match body.frame().await {
-            Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, bytes::Bytes::len),
             _ => return,
         }
     }
 }
 
-/// An error and its sources, `: `-separated (hyper's own message is only
-/// "client error (Connect)").
+/// An error and its sources, `: `-separated (the connector's own message
+/// says little more than "io error").
 fn error_chain(error: &dyn StdError) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::handlers::Builtin;
+use crate::handlers::{Builtin, BuiltinHandler, HttpFlags};
 use crate::runner::{self, Runner};
 use crate::settings::Settings;
 
@@ -48,10 +48,21 @@ pub(crate) enum Mode {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct CommonArgs {
     /// Built-in handler: `log` (log each message and succeed), `scripted` (act as the JSON
-    /// body says; see README) or `noop` (succeed at once). Ignored by programs that bring their own handler.
+    /// body says; see README), `noop` (succeed at once) or `http` (POST each message to
+    /// --http-url). Ignored by programs that bring their own handler.
     #[arg(long, env = "SQSRT_HANDLER", default_value = "log",
           value_parser = handler_name("--handler", "SQSRT_HANDLER"))]
     pub(crate) handler: Builtin,
+
+    /// The app the `http` handler posts each message to (http:// or https://).
+    #[arg(long, env = "SQSRT_HTTP_URL", value_parser = non_empty("--http-url", "SQSRT_HTTP_URL"))]
+    pub(crate) http_url: Option<String>,
+
+    /// The `http` handler's timeout per message, in seconds (sending it and reading the
+    /// answer); must be below the handler timeout.
+    #[arg(long, env = "SQSRT_HTTP_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = secs("--http-timeout-secs", "SQSRT_HTTP_TIMEOUT_SECS"))]
+    pub(crate) http_timeout_secs: u64,
 
     /// Dead-letter queue URL for permanent failures (none: listed / left to the queue's redrive policy).
     #[arg(long, env = "SQSRT_DLQ_URL", value_parser = non_empty("--dlq-url", "SQSRT_DLQ_URL"))]
@@ -168,7 +179,7 @@ fn handler_name(
     move |s| {
         Builtin::from_str(s.trim(), true).map_err(|_| {
             format!(
-                "unknown handler; expected one of: log, scripted, noop {}",
+                "unknown handler; expected one of: log, scripted, noop, http {}",
                 names(flag, var)
             )
         })
@@ -223,6 +234,21 @@ fn socket_addr(
 }
 
 impl CommonArgs {
+    /// The built-in handler these flags name, ready to run.
+    ///
+    /// # Errors
+    ///
+    /// A problem with its flags, naming flag and variable.
+    pub(crate) fn builtin_handler(&self) -> Result<BuiltinHandler, String> {
+        self.handler.build(
+            &HttpFlags {
+                url: self.http_url.clone(),
+                timeout_secs: self.http_timeout_secs,
+            },
+            Duration::from_secs(self.handler_timeout_secs),
+        )
+    }
+
     /// The defaults, as if no flag and no variable were given.
     fn default_values() -> Self {
         let Mode::Worker(args) = Cli::parse_from(["sqsrt", "worker"]).mode else {
@@ -291,6 +317,14 @@ impl Cli {
 /// error naming the flag and variable, and exits (status 2 on errors).
 #[must_use]
 pub(crate) fn parse_args() -> Cli {
+    parse_args_building(|_| Ok(())).0
+}
+
+/// [`parse_args`], with `build` run on the parsed flags before anything
+/// else (the binary builds its built-in handler there): a problem it
+/// returns is printed and the process exits with status 2, with
+/// `--check-config` too.
+pub(crate) fn parse_args_building<T>(build: impl FnOnce(&Cli) -> Result<T, String>) -> (Cli, T) {
     let lambda = runner::Mode::from_env() == runner::Mode::Lambda;
     let args = with_mode(std::env::args().collect(), lambda);
     let cli = Cli::try_parse_from(args).unwrap_or_else(|e| e.exit());
@@ -298,6 +332,10 @@ pub(crate) fn parse_args() -> Cli {
         println!("{}", defaults_json());
         std::process::exit(0);
     }
+    let handler = build(&cli).unwrap_or_else(|problem| {
+        eprintln!("sqsrt: {problem}");
+        std::process::exit(2);
+    });
     if cli.check_config {
         let runner = cli.into_runner();
         let mode = runner.selected_mode();
@@ -317,7 +355,7 @@ pub(crate) fn parse_args() -> Cli {
             }
         }
     }
-    cli
+    (cli, handler)
 }
 
 /// Every flag of each mode with its variable and default, as JSON, read from
@@ -391,6 +429,77 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_http_handler_needs_a_url_and_a_timeout_below_the_handlers() {
+        let build = |args: &[&str]| {
+            parse(args)
+                .expect("parses")
+                .common()
+                .builtin_handler()
+                .map(|h| format!("{h:?}"))
+        };
+        let missing = build(&["sqsrt", "worker", "--handler", "http"]).expect_err("no URL");
+        assert!(
+            missing.contains("--http-url") && missing.contains("SQSRT_HTTP_URL"),
+            "{missing}"
+        );
+        let bad = build(&[
+            "sqsrt",
+            "lambda",
+            "--handler",
+            "http",
+            "--http-url",
+            "localhost:80",
+        ])
+        .expect_err("no scheme");
+        assert!(
+            bad.contains("localhost:80") && bad.contains("--http-url"),
+            "{bad}"
+        );
+        let slow = build(&[
+            "sqsrt",
+            "worker",
+            "--handler",
+            "http",
+            "--http-url",
+            "http://127.0.0.1:8080/",
+            "--http-timeout-secs",
+            "20",
+        ])
+        .expect_err("not below the handler timeout");
+        assert!(
+            slow.contains("--http-timeout-secs") && slow.contains("--handler-timeout-secs"),
+            "{slow}"
+        );
+        let ok = build(&[
+            "sqsrt",
+            "worker",
+            "--handler",
+            "http",
+            "--http-url",
+            "http://127.0.0.1:8080/in",
+            "--http-timeout-secs",
+            "5",
+        ])
+        .expect("valid");
+        assert!(
+            ok.contains("Http") && ok.contains("http://127.0.0.1:8080/in"),
+            "{ok}"
+        );
+        // Another handler ignores the http flags.
+        assert_eq!(
+            build(&[
+                "sqsrt",
+                "worker",
+                "--handler",
+                "noop",
+                "--http-timeout-secs",
+                "99"
+            ]),
+            Ok("Noop".to_owned())
+        );
     }
 
     #[test]

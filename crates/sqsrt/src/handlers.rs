@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use sqsrt_core::{Context, Handler, HandlerError, MAX_VISIBILITY, Message, decode_json};
+use sqsrt_forward::{HttpConfig, HttpConfigError, HttpSink};
 use tracing::info;
 
 /// Bodies longer than this are cut in the `log` handler's record.
 const LOGGED_BODY_CHARS: usize = 256;
 
-/// A built-in handler, named by `--handler` (the variants' doc comments are its help).
+/// A built-in handler's name, given by `--handler` (the variants' doc comments are its help).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Builtin {
     /// Log each message (body truncated) and succeed.
@@ -18,11 +19,79 @@ pub(crate) enum Builtin {
     Scripted,
     /// Succeed at once without reading the message: sqsrt's own cost, for benchmarks.
     Noop,
+    /// POST each message to --http-url; the app's answer decides (README, Forwarders).
+    Http,
 }
 
-impl Handler for Builtin {
+/// The flags of the `http` handler, as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpFlags {
+    pub(crate) url: Option<String>,
+    pub(crate) timeout_secs: u64,
+}
+
+impl Builtin {
+    /// The handler this name runs, with what it needs; `handler_timeout` is
+    /// the per-message timeout the `http` handler's own must stay below.
+    ///
+    /// # Errors
+    ///
+    /// A problem with the `http` handler's flags, naming flag and variable.
+    pub(crate) fn build(
+        self,
+        http: &HttpFlags,
+        handler_timeout: Duration,
+    ) -> Result<BuiltinHandler, String> {
+        Ok(match self {
+            Self::Log => BuiltinHandler::Log,
+            Self::Scripted => BuiltinHandler::Scripted,
+            Self::Noop => BuiltinHandler::Noop,
+            Self::Http => BuiltinHandler::Http(http_sink(http, handler_timeout)?),
+        })
+    }
+}
+
+fn http_sink(flags: &HttpFlags, handler_timeout: Duration) -> Result<HttpSink, String> {
+    let url = flags.url.as_deref().map(str::trim).unwrap_or_default();
+    if url.is_empty() {
+        return Err(
+            "--handler http needs the app's URL: set --http-url or SQSRT_HTTP_URL".to_owned(),
+        );
+    }
+    let timeout = Duration::from_secs(flags.timeout_secs);
+    if timeout >= handler_timeout {
+        return Err(format!(
+            "--http-timeout-secs ({} s) must be below the handler timeout ({} s, --handler-timeout-secs) \
+             (set by --http-timeout-secs or SQSRT_HTTP_TIMEOUT_SECS)",
+            flags.timeout_secs,
+            handler_timeout.as_secs()
+        ));
+    }
+    HttpSink::new(HttpConfig {
+        url: url.to_owned(),
+        timeout,
+    })
+    .map_err(|e| match e {
+        HttpConfigError::Timeout => {
+            format!("{e} (set by --http-timeout-secs or SQSRT_HTTP_TIMEOUT_SECS)")
+        }
+        _ => format!("{e} (set by --http-url or SQSRT_HTTP_URL)"),
+    })
+}
+
+/// A built-in handler, ready to run.
+#[derive(Debug, Clone)]
+pub(crate) enum BuiltinHandler {
+    Log,
+    Scripted,
+    Noop,
+    Http(HttpSink),
+}
+
+impl Handler for BuiltinHandler {
     async fn handle(&self, message: Message, ctx: Context) -> Result<(), HandlerError> {
         match self {
+            Self::Http(sink) => sink.forward(message, &ctx).await,
             Self::Log => {
                 let body: String = message.body().chars().take(LOGGED_BODY_CHARS).collect();
                 info!(
@@ -122,7 +191,7 @@ mod tests {
 
     async fn run(body: &str, receive_count: u32) -> Result<(), HandlerError> {
         let m = Message::new("m", body).with_receive_count(receive_count);
-        Builtin::Scripted.handle(m, token()).await
+        BuiltinHandler::Scripted.handle(m, token()).await
     }
 
     #[tokio::test]

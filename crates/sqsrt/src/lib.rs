@@ -170,7 +170,6 @@ where
 /// The `sqsrt` binary: the built-in handler named by `--handler`. Not API.
 #[doc(hidden)]
 pub fn builtin_main() -> ExitCode {
-    let cli = cli::parse_args();
-    let handler = cli.common().handler;
+    let (cli, handler) = cli::parse_args_building(|cli| cli.common().builtin_handler());
     cli.into_runner().main(handler)
 }

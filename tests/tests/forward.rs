@@ -1,0 +1,184 @@
+//! The `http` forwarder end to end: the release `sqsrt worker --handler
+//! http` against LocalStack and a local app (`sqsrt_e2e::http_app`) that
+//! answers 2xx, 3xx, 4xx, 5xx once, 429 with `Retry-After` once, and slowly
+//! once. Every message ends as the answer mapping says, nothing is lost,
+//! permanent failures reach the DLQ with the app's answer as the reason.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::MessageAttributeValue;
+use sqsrt_e2e::http_app::{HttpApp, Request};
+use sqsrt_e2e::localstack::{self, Queues};
+use sqsrt_e2e::worker_proc::WorkerProc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_forwards_each_message_and_the_answer_decides() -> anyhow::Result<()> {
+    let app = HttpApp::start().await?;
+    let sqs = localstack::client().await?;
+    // maxReceiveCount 4: only sqsrt's own dead-lettering can empty the
+    // source queue of the permanent ones within the test's time.
+    let Queues { url, dlq_url } = localstack::create_queues(&sqs, "http-fwd", false, 3, 4).await?;
+    let ids = send_words(&sqs, &url).await?;
+    let worker = WorkerProc::start(
+        &url,
+        &[
+            "--handler",
+            "http",
+            "--http-url",
+            &app.url,
+            "--http-timeout-secs",
+            "1",
+            "--handler-timeout-secs",
+            "5",
+            "--dlq-url",
+            &dlq_url,
+            "--retry-base-secs",
+            "1",
+            "--retry-max-secs",
+            "1",
+        ],
+    )?;
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(40)).await?;
+
+    // The permanent answers are in the DLQ, with the app's answer as the reason.
+    let dead = localstack::drain(&sqs, &dlq_url, 2, Duration::from_secs(10)).await?;
+    let reasons: HashMap<&str, &str> = dead
+        .iter()
+        .map(|d| (d.body.as_str(), d.attributes["sqsrt.reason"].as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{dead:?}");
+    assert_eq!(
+        reasons["redirect order 7"],
+        format!("HTTP 302 from {}: moved", app.url)
+    );
+    assert_eq!(
+        reasons["bad order 7"],
+        format!("HTTP 422 from {}: unknown sku", app.url)
+    );
+
+    // Each message reached the app as often as the mapping says: once when
+    // it settled at the first answer, twice when that answer was retryable.
+    let tries = |word: &str| app.requests_for(&ids[word]);
+    for (word, expected) in [
+        ("ok", 1),
+        ("redirect", 1),
+        ("bad", 1),
+        ("flaky", 2),
+        ("busy", 2),
+        ("slow", 2),
+    ] {
+        let got = tries(word);
+        assert_eq!(got.len(), expected, "{word}: {got:?}");
+        for (n, request) in got.iter().enumerate() {
+            check_request(request, word, n + 1)?;
+        }
+    }
+    // Retry-After: 1 was honoured (the message came back no sooner).
+    let busy = tries("busy");
+    assert!(
+        busy[1].at.duration_since(busy[0].at) >= Duration::from_millis(900),
+        "{:?}",
+        busy[1].at.duration_since(busy[0].at)
+    );
+
+    let processed = worker.processed();
+    let outcomes = |word: &str| {
+        processed
+            .iter()
+            .filter(|p| p.message_id == ids[word])
+            .map(|p| p.outcome.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(outcomes("ok"), ["success"]);
+    assert_eq!(outcomes("bad"), ["permanent"]);
+    assert_eq!(outcomes("flaky"), ["retry", "success"]);
+    assert_eq!(outcomes("slow"), ["retry", "success"]);
+    let slow_reason = processed
+        .iter()
+        .find(|p| p.message_id == ids["slow"] && p.outcome == "retry")
+        .and_then(|p| p.reason.clone())
+        .unwrap_or_default();
+    assert!(slow_reason.contains("no answer"), "{slow_reason}");
+    assert_eq!(worker.metric("sqsrt_dlq_sends_total")?, 2);
+    assert_eq!(localstack::depth(&sqs, &dlq_url).await?, (0, 0));
+    Ok(())
+}
+
+#[test]
+fn a_missing_url_is_refused_at_start_naming_the_flag() -> anyhow::Result<()> {
+    let out = std::process::Command::new(sqsrt_e2e::sqsrt_bin()?)
+        .args([
+            "worker",
+            "--handler",
+            "http",
+            "--queue-url",
+            "http://127.0.0.1:1/q",
+        ])
+        .env_remove("SQSRT_HTTP_URL")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--http-url") && stderr.contains("SQSRT_HTTP_URL"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+/// One message per word of the app, `"<word> order 7"`, with a `String`
+/// and a `Binary` attribute; their ids by word.
+async fn send_words(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> anyhow::Result<HashMap<&'static str, String>> {
+    let mut ids = HashMap::new();
+    for word in ["ok", "redirect", "bad", "flaky", "busy", "slow"] {
+        let sent = sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(format!("{word} order 7"))
+            .message_attributes(
+                "Tenant",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("acme")
+                    .build()?,
+            )
+            .message_attributes(
+                "Blob",
+                MessageAttributeValue::builder()
+                    .data_type("Binary")
+                    .binary_value(aws_sdk_sqs::primitives::Blob::new(vec![1, 2]))
+                    .build()?,
+            )
+            .send()
+            .await?;
+        ids.insert(word, sent.message_id.unwrap_or_default());
+    }
+    Ok(ids)
+}
+
+/// What the app must have seen of the `receive`-th delivery of `word`'s message.
+fn check_request(request: &Request, word: &str, receive: usize) -> anyhow::Result<()> {
+    assert_eq!(
+        request.body,
+        format!("{word} order 7"),
+        "the body unchanged"
+    );
+    assert_eq!(
+        request.header("sqsrt-receive-count"),
+        Some(receive.to_string().as_str()),
+        "{word}"
+    );
+    assert_eq!(request.header("sqsrt-attr-tenant"), Some("acme"));
+    assert_eq!(request.header("sqsrt-attr-blob"), None, "binary: skipped");
+    assert_eq!(
+        request.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    let sent_at: u64 = request.header("sqsrt-sent-at").unwrap_or("").parse()?;
+    assert!(sent_at > 1_700_000_000_000, "epoch milliseconds: {sent_at}");
+    Ok(())
+}
