@@ -1,16 +1,21 @@
 //! The `http` forwarder end to end: the release `sqsrt worker --handler
 //! http` against LocalStack and a local app (`sqsrt_e2e::http_app`) that
 //! answers 2xx, 3xx, 4xx, 5xx once, 429 with `Retry-After` once, and slowly
-//! once. Every message ends as the answer mapping says, nothing is lost,
+//! once, in both modes (Lambda through the event source mapping emulator).
+//! Every message ends as the answer mapping says, nothing is lost,
 //! permanent failures reach the DLQ with the app's answer as the reason.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
+use sqsrt_e2e::esm::{EventSourceMapping, Mapping};
+use sqsrt_e2e::function_proc::FunctionProc;
 use sqsrt_e2e::http_app::{HttpApp, Request};
 use sqsrt_e2e::localstack::{self, Queues};
-use sqsrt_e2e::worker_proc::WorkerProc;
+use sqsrt_e2e::runtime_api::RuntimeApi;
+use sqsrt_e2e::worker_proc::{Processed, WorkerProc};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_forwards_each_message_and_the_answer_decides() -> anyhow::Result<()> {
@@ -40,14 +45,70 @@ async fn worker_forwards_each_message_and_the_answer_decides() -> anyhow::Result
         ],
     )?;
     localstack::wait_empty(&sqs, &url, Duration::from_secs(40)).await?;
-
-    // The permanent answers are in the DLQ, with the app's answer as the reason.
     let dead = localstack::drain(&sqs, &dlq_url, 2, Duration::from_secs(10)).await?;
-    let reasons: HashMap<&str, &str> = dead
+    let reasons = dead
         .iter()
-        .map(|d| (d.body.as_str(), d.attributes["sqsrt.reason"].as_str()))
+        .map(|d| (d.body.clone(), d.attributes["sqsrt.reason"].clone()))
         .collect();
-    assert_eq!(reasons.len(), 2, "{dead:?}");
+    check_forwarded(&app, &ids, &worker.processed(), &reasons)?;
+    assert_eq!(worker.metric("sqsrt_dlq_sends_total")?, 2);
+    assert_eq!(localstack::depth(&sqs, &dlq_url).await?, (0, 0));
+    Ok(())
+}
+
+/// The same in Lambda mode: the event source mapping emulator polls the
+/// queue and invokes `sqsrt` through the Runtime API stand-in; retried
+/// records are listed and re-timed, permanent ones copied to sqsrt's DLQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_forwards_each_record_and_the_answer_decides() -> anyhow::Result<()> {
+    let app = HttpApp::start().await?;
+    let sqs = localstack::client().await?;
+    let Queues { url, .. } = localstack::create_queues(&sqs, "http-fwd-l", false, 3, 4).await?;
+    let Queues { url: dlq_url, .. } =
+        localstack::create_queues(&sqs, "http-fwd-l-dlq", false, 30, 5).await?;
+    let ids = send_words(&sqs, &url).await?;
+    let api = Arc::new(RuntimeApi::start().await?);
+    let function = FunctionProc::start(
+        &api,
+        &[
+            ("SQSRT_HANDLER", "http"),
+            ("SQSRT_HTTP_URL", app.url.as_str()),
+            ("SQSRT_HTTP_TIMEOUT_SECS", "1"),
+            ("SQSRT_HANDLER_TIMEOUT_SECS", "5"),
+            ("SQSRT_DLQ_URL", dlq_url.as_str()),
+            ("SQSRT_RETRY_BASE_SECS", "1"),
+            ("SQSRT_RETRY_MAX_SECS", "1"),
+        ],
+    )?;
+    let mapping = Mapping {
+        queue_url: url.clone(),
+        batch_size: 10,
+        batching_window: Duration::ZERO,
+        function_timeout: Duration::from_secs(10),
+    };
+    let esm = EventSourceMapping::new(sqs.clone(), Arc::clone(&api), mapping)
+        .await?
+        .start();
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(40)).await?;
+    esm.stop().await?;
+    let reasons = localstack::peek_with_reasons(&sqs, &dlq_url)
+        .await?
+        .into_iter()
+        .collect();
+    check_forwarded(&app, &ids, &function.processed(), &reasons)
+}
+
+/// Every message ended as the answer mapping says: the app saw each as often
+/// as its answers make it retried, the permanent ones are in the DLQ with
+/// the app's answer as the reason (`reasons`: body to `sqsrt.reason`), and
+/// the outcome lines say so.
+fn check_forwarded(
+    app: &HttpApp,
+    ids: &HashMap<&str, String>,
+    processed: &[Processed],
+    reasons: &HashMap<String, String>,
+) -> anyhow::Result<()> {
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert_eq!(
         reasons["redirect order 7"],
         format!("HTTP 302 from {}: moved", app.url)
@@ -56,9 +117,7 @@ async fn worker_forwards_each_message_and_the_answer_decides() -> anyhow::Result
         reasons["bad order 7"],
         format!("HTTP 422 from {}: unknown sku", app.url)
     );
-
-    // Each message reached the app as often as the mapping says: once when
-    // it settled at the first answer, twice when that answer was retryable.
+    // Once when the first answer settled it, twice when it was retryable.
     let tries = |word: &str| app.requests_for(&ids[word]);
     for (word, expected) in [
         ("ok", 1),
@@ -76,13 +135,9 @@ async fn worker_forwards_each_message_and_the_answer_decides() -> anyhow::Result
     }
     // Retry-After: 1 was honoured (the message came back no sooner).
     let busy = tries("busy");
-    assert!(
-        busy[1].at.duration_since(busy[0].at) >= Duration::from_millis(900),
-        "{:?}",
-        busy[1].at.duration_since(busy[0].at)
-    );
+    let waited = busy[1].at.duration_since(busy[0].at);
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
 
-    let processed = worker.processed();
     let outcomes = |word: &str| {
         processed
             .iter()
@@ -91,8 +146,10 @@ async fn worker_forwards_each_message_and_the_answer_decides() -> anyhow::Result
             .collect::<Vec<_>>()
     };
     assert_eq!(outcomes("ok"), ["success"]);
+    assert_eq!(outcomes("redirect"), ["permanent"]);
     assert_eq!(outcomes("bad"), ["permanent"]);
     assert_eq!(outcomes("flaky"), ["retry", "success"]);
+    assert_eq!(outcomes("busy"), ["retry", "success"]);
     assert_eq!(outcomes("slow"), ["retry", "success"]);
     let slow_reason = processed
         .iter()
@@ -100,8 +157,6 @@ async fn worker_forwards_each_message_and_the_answer_decides() -> anyhow::Result
         .and_then(|p| p.reason.clone())
         .unwrap_or_default();
     assert!(slow_reason.contains("no answer"), "{slow_reason}");
-    assert_eq!(worker.metric("sqsrt_dlq_sends_total")?, 2);
-    assert_eq!(localstack::depth(&sqs, &dlq_url).await?, (0, 0));
     Ok(())
 }
 
