@@ -5,7 +5,8 @@
 //! worker CPU per message (user + sys from /proc), peak RSS, and SIGTERM to
 //! exit at full load; and the same random-time drain through a hand-written
 //! aws-sdk-sqs loop (`sdk-loop`), the baseline of the worker's CPU goal (at
-//! most a third of its CPU per message, same run). Throughput is the steady
+//! most a third of its CPU per message, same run); and the `http` forwarder
+//! to a local app answering 200 at once, beside the no-op handler. Throughput is the steady
 //! state (10 % to 90 % of each drain). Each throughput run is repeated:
 //! medians with min-max.
 //!
@@ -184,6 +185,16 @@ fn spread(mut values: Vec<f64>, digits: usize) -> String {
     )
 }
 
+/// An app on 127.0.0.1 that answers every `POST /messages` with 200 at
+/// once; its URL.
+async fn answer_ok() -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/messages", listener.local_addr()?);
+    let app = axum::Router::new().route("/messages", axum::routing::post(|| async { "ok" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
 /// SIGTERM at full load: `MAX_IN_FLIGHT` handlers of 1 s running; the exit
 /// status and how long the worker took to exit.
 async fn sigterm_at_full_load(
@@ -219,6 +230,8 @@ async fn main() -> anyhow::Result<()> {
     let mut noop = Vec::new();
     let mut one_thread = Vec::new();
     let mut hand_written = Vec::new();
+    let mut forwarded = Vec::new();
+    let app = answer_ok().await?;
     for round in 0..repeat {
         random.push(
             drain_run(
@@ -233,6 +246,17 @@ async fn main() -> anyhow::Result<()> {
                 &sqs,
                 &vec![r#"{"action":"ok"}"#.to_owned(); n],
                 sqsrt_worker(&["--handler", "noop"]),
+            )
+            .await?,
+        );
+        // The http forwarder to a local app that answers 200 at once: the
+        // forwarder's own cost beside the no-op's (the app's CPU is not
+        // the worker's).
+        forwarded.push(
+            drain_run(
+                &sqs,
+                &vec![r#"{"order":7}"#.to_owned(); n],
+                sqsrt_worker(&["--handler", "http", "--http-url", &app]),
             )
             .await?,
         );
@@ -275,6 +299,12 @@ async fn main() -> anyhow::Result<()> {
         spread(of(&noop, &|r| r.rate), 0),
         spread(of(&noop, &|r| r.requests_per_sec), 0),
         spread(of(&noop, &|r| r.requests_per_msg), 2),
+    );
+    println!(
+        "| worker, `http` forwarder to a local app answering 200 at once, steady state | {} msgs/s; CPU {} us per message (no-op: {} us, same run) | |",
+        spread(of(&forwarded, &|r| r.rate), 0),
+        spread(of(&forwarded, &|r| r.cpu_us_per_msg), 0),
+        spread(of(&noop, &|r| r.cpu_us_per_msg), 0),
     );
     println!(
         "| worker CPU per message, exp. handler / no-op | {} us / {} us | exp.: <= 1/3 of the hand-written loop's (below) |",
