@@ -5,7 +5,8 @@
 # Managed Instances: 1-8 concurrent invocations)
 # under the project's Runtime API stand-in, and worker mode against
 # LocalStack (random-time handler vs c/d, no-op handler, CPU per message
-# beside a hand-written aws-sdk-sqs loop's, RSS, SIGTERM to exit); then CPU
+# beside a hand-written aws-sdk-sqs loop's, the http forwarder beside the
+# no-op, RSS, SIGTERM to exit); then CPU
 # per Lambda invocation side by side (lambda-cpu: sqsrt at 256 MB and
 # 2,048 MB, the stock Rust pattern, lambda_runtime alone, the floor,
 # Powertools Python). The criterion suites are `cargo bench`.

@@ -185,6 +185,73 @@ fn spread(mut values: Vec<f64>, digits: usize) -> String {
     )
 }
 
+/// Every drain of one run, by consumer.
+struct Runs {
+    random: Vec<Run>,
+    noop: Vec<Run>,
+    one_thread: Vec<Run>,
+    hand_written: Vec<Run>,
+    forwarded: Vec<Run>,
+}
+
+/// The table rows of `runs` (`n` messages, `repeat` times each).
+fn print_rows(runs: &Runs, n: usize, repeat: usize) {
+    let limit = MAX_IN_FLIGHT as f64 / (MEAN_MS / 1000.0);
+    let of = |runs: &[Run], f: &dyn Fn(&Run) -> f64| runs.iter().map(f).collect::<Vec<_>>();
+    println!(
+        "| worker, exp. handler (mean {MEAN_MS} ms), --max-in-flight {MAX_IN_FLIGHT}, {n} msgs x {repeat}, steady state | {} msgs/s = {} % of c/d {limit:.0}; {} SQS requests/msg | >= 90 % |",
+        spread(of(&runs.random, &|r| r.rate), 0),
+        spread(of(&runs.random, &|r| r.rate * 100.0 / limit), 0),
+        spread(of(&runs.random, &|r| r.requests_per_msg), 2),
+    );
+    println!(
+        "| worker, no-op handler (LocalStack is the limit), steady state | {} msgs/s; LocalStack served {} requests/s ({} per msg) | |",
+        spread(of(&runs.noop, &|r| r.rate), 0),
+        spread(of(&runs.noop, &|r| r.requests_per_sec), 0),
+        spread(of(&runs.noop, &|r| r.requests_per_msg), 2),
+    );
+    println!(
+        "| worker, `http` forwarder to a local app answering 200 at once, steady state | {} msgs/s; CPU {} us per message (no-op: {} us, same run) | |",
+        spread(of(&runs.forwarded, &|r| r.rate), 0),
+        spread(of(&runs.forwarded, &|r| r.cpu_us_per_msg), 0),
+        spread(of(&runs.noop, &|r| r.cpu_us_per_msg), 0),
+    );
+    println!(
+        "| worker CPU per message, exp. handler / no-op | {} us / {} us | exp.: <= 1/3 of the hand-written loop's (below) |",
+        spread(of(&runs.random, &|r| r.cpu_us_per_msg), 0),
+        spread(of(&runs.noop, &|r| r.cpu_us_per_msg), 0),
+    );
+    let ratio: Vec<f64> = runs
+        .random
+        .iter()
+        .zip(&runs.hand_written)
+        .map(|(s, h)| s.cpu_us_per_msg / h.cpu_us_per_msg)
+        .collect();
+    println!(
+        "| hand-written aws-sdk-sqs loop (`sdk-loop`), the same exp. drain: throughput; CPU per message; sqsrt's CPU as a share of it | {} msgs/s = {} % of c/d; {} us; {} | sqsrt >= 90 % of c/d and <= 0.33 |",
+        spread(of(&runs.hand_written, &|r| r.rate), 0),
+        spread(of(&runs.hand_written, &|r| r.rate * 100.0 / limit), 0),
+        spread(of(&runs.hand_written, &|r| r.cpu_us_per_msg), 0),
+        spread(ratio, 2),
+    );
+    println!(
+        "| worker, exp. handler, `--threads 1` (the default under a 1-CPU limit) | {} msgs/s = {} % of c/d; CPU {} us per message | >= 90 % |",
+        spread(of(&runs.one_thread, &|r| r.rate), 0),
+        spread(of(&runs.one_thread, &|r| r.rate * 100.0 / limit), 0),
+        spread(of(&runs.one_thread, &|r| r.cpu_us_per_msg), 0),
+    );
+    println!(
+        "| worker peak RSS | {} MiB | |",
+        spread(
+            of(&runs.random, &|r| r.rss_mib)
+                .into_iter()
+                .chain(of(&runs.noop, &|r| r.rss_mib))
+                .collect(),
+            1
+        ),
+    );
+}
+
 /// An app on 127.0.0.1 that answers every `POST /messages` with 200 at
 /// once; its URL.
 async fn answer_ok() -> anyhow::Result<String> {
@@ -281,64 +348,18 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let (status, took) = sigterm_at_full_load(&sqs).await?;
-
-    let limit = MAX_IN_FLIGHT as f64 / (MEAN_MS / 1000.0);
-    let of = |runs: &[Run], f: &dyn Fn(&Run) -> f64| runs.iter().map(f).collect::<Vec<_>>();
+    let runs = Runs {
+        random,
+        noop,
+        one_thread,
+        hand_written,
+        forwarded,
+    };
     if !args.iter().any(|a| a == "--rows") {
         println!("| measure | median (min-max) | target |");
         println!("|---|---|---|");
     }
-    println!(
-        "| worker, exp. handler (mean {MEAN_MS} ms), --max-in-flight {MAX_IN_FLIGHT}, {n} msgs x {repeat}, steady state | {} msgs/s = {} % of c/d {limit:.0}; {} SQS requests/msg | >= 90 % |",
-        spread(of(&random, &|r| r.rate), 0),
-        spread(of(&random, &|r| r.rate * 100.0 / limit), 0),
-        spread(of(&random, &|r| r.requests_per_msg), 2),
-    );
-    println!(
-        "| worker, no-op handler (LocalStack is the limit), steady state | {} msgs/s; LocalStack served {} requests/s ({} per msg) | |",
-        spread(of(&noop, &|r| r.rate), 0),
-        spread(of(&noop, &|r| r.requests_per_sec), 0),
-        spread(of(&noop, &|r| r.requests_per_msg), 2),
-    );
-    println!(
-        "| worker, `http` forwarder to a local app answering 200 at once, steady state | {} msgs/s; CPU {} us per message (no-op: {} us, same run) | |",
-        spread(of(&forwarded, &|r| r.rate), 0),
-        spread(of(&forwarded, &|r| r.cpu_us_per_msg), 0),
-        spread(of(&noop, &|r| r.cpu_us_per_msg), 0),
-    );
-    println!(
-        "| worker CPU per message, exp. handler / no-op | {} us / {} us | exp.: <= 1/3 of the hand-written loop's (below) |",
-        spread(of(&random, &|r| r.cpu_us_per_msg), 0),
-        spread(of(&noop, &|r| r.cpu_us_per_msg), 0),
-    );
-    let ratio: Vec<f64> = random
-        .iter()
-        .zip(&hand_written)
-        .map(|(s, h)| s.cpu_us_per_msg / h.cpu_us_per_msg)
-        .collect();
-    println!(
-        "| hand-written aws-sdk-sqs loop (`sdk-loop`), the same exp. drain: throughput; CPU per message; sqsrt's CPU as a share of it | {} msgs/s = {} % of c/d; {} us; {} | sqsrt >= 90 % of c/d and <= 0.33 |",
-        spread(of(&hand_written, &|r| r.rate), 0),
-        spread(of(&hand_written, &|r| r.rate * 100.0 / limit), 0),
-        spread(of(&hand_written, &|r| r.cpu_us_per_msg), 0),
-        spread(ratio, 2),
-    );
-    println!(
-        "| worker, exp. handler, `--threads 1` (the default under a 1-CPU limit) | {} msgs/s = {} % of c/d; CPU {} us per message | >= 90 % |",
-        spread(of(&one_thread, &|r| r.rate), 0),
-        spread(of(&one_thread, &|r| r.rate * 100.0 / limit), 0),
-        spread(of(&one_thread, &|r| r.cpu_us_per_msg), 0),
-    );
-    println!(
-        "| worker peak RSS | {} MiB | |",
-        spread(
-            of(&random, &|r| r.rss_mib)
-                .into_iter()
-                .chain(of(&noop, &|r| r.rss_mib))
-                .collect(),
-            1
-        ),
-    );
+    print_rows(&runs, n, repeat);
     println!(
         "| worker SIGTERM to exit, {MAX_IN_FLIGHT} handlers of 1 s running | {} ms ({status}) | |",
         took.as_millis()
