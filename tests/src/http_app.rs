@@ -132,3 +132,17 @@ async fn answer(
         _ => "ok".into_response(),
     }
 }
+
+/// An app on 127.0.0.1 that answers every `POST /messages` with 200 at
+/// once, for the forwarder's bench rows; its URL.
+///
+/// # Errors
+///
+/// When it cannot bind.
+pub async fn answer_ok() -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/messages", listener.local_addr()?);
+    let app = Router::new().route("/messages", post(|| async { "ok" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}

@@ -375,7 +375,10 @@ impl Attributes {
         // system attributes have different lengths, so a record's check is
         // a few integer compares (it was 3 % of a 5,000-record invocation's
         // CPU with every pair's text compared).
-        let name_len = |i: usize| self.ends[i].0 - i.checked_sub(1).map_or(0, |b| self.ends[b].1);
+        let name_len = |i: usize| {
+            let (start, end) = self.name_range(i);
+            end - start
+        };
         if count <= PAIRWISE
             && !(0..count).any(|i| {
                 (i + 1..count)
@@ -397,8 +400,14 @@ impl Attributes {
     }
 
     fn name(&self, index: usize) -> &str {
+        let (start, end) = self.name_range(index);
+        &self.text[start..end]
+    }
+
+    /// Where the name of entry `index` starts and ends in `text`.
+    fn name_range(&self, index: usize) -> (usize, usize) {
         let start = index.checked_sub(1).map_or(0, |before| self.ends[before].1);
-        &self.text[start..self.ends[index].0]
+        (start, self.ends[index].0)
     }
 
     /// Rebuilds keeping the entries whose index passes `keep`.

@@ -21,7 +21,7 @@ use tracing::{Instrument, info_span, warn};
 use crate::decode::SqsRecords;
 use crate::emf::{Emf, InvocationMetrics};
 use crate::event::{EventError, RecordMeta, time_left};
-use crate::outcome_lines::{OUTCOME_LINES_TARGET, OutcomeLine, log_outcome_lines};
+use crate::outcome_lines::{OutcomeLine, log_outcome_lines};
 use crate::settle::{Settled, Settler};
 
 /// Lambda-mode settings (docs/design.md, "Configuration").
@@ -540,7 +540,7 @@ fn log_outcomes(
     elapsed: &[Option<Duration>],
     split: bool,
 ) {
-    if !tracing::enabled!(target: OUTCOME_LINES_TARGET, tracing::Level::INFO) {
+    if !crate::outcome_lines::enabled() {
         return;
     }
     // Only failures have a reason (and an allocation for it).

@@ -82,12 +82,17 @@ impl std::fmt::Debug for OutcomeLineWriter {
 
 impl<S: Subscriber> Layer<S> for OutcomeLineWriter {}
 
+/// Whether outcome lines are written: info enabled for [`OUTCOME_LINES_TARGET`].
+pub fn enabled() -> bool {
+    tracing::enabled!(target: OUTCOME_LINES_TARGET, Level::INFO)
+}
+
 /// Logs `lines` in the current span: through the subscriber's
 /// [`OutcomeLineWriter`] if it has one, else as `tracing` events. With
 /// `split`, the second half is logged on a second thread (a large batch on a
 /// multi-thread runtime: wall time), in the same span.
 pub fn log_outcome_lines(lines: &[OutcomeLine<'_>], split: bool) {
-    if lines.is_empty() || !tracing::enabled!(target: OUTCOME_LINES_TARGET, Level::INFO) {
+    if lines.is_empty() || !enabled() {
         return;
     }
     let span = Span::current();

@@ -60,7 +60,8 @@ pub(crate) struct CommonArgs {
 
     /// The `http` handler's timeout per message, in seconds (sending it and reading the
     /// answer); must be below the handler timeout.
-    #[arg(long, env = "SQSRT_HTTP_TIMEOUT_SECS", default_value_t = 10,
+    #[arg(long, env = "SQSRT_HTTP_TIMEOUT_SECS",
+          default_value_t = sqsrt_forward::http::DEFAULT_TIMEOUT.as_secs(),
           value_parser = secs("--http-timeout-secs", "SQSRT_HTTP_TIMEOUT_SECS"))]
     pub(crate) http_timeout_secs: u64,
 

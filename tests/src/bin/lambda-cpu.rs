@@ -77,7 +77,11 @@ fn main() -> anyhow::Result<()> {
         warm_up,
     };
 
-    let subjects = subjects(&peers)?;
+    let tokio = tokio::runtime::Runtime::new()?;
+    // The `http` forwarder's app, answering 200 at once; its CPU is the
+    // bench's, not the function's.
+    let app = tokio.block_on(sqsrt_e2e::http_app::answer_ok())?;
+    let subjects = subjects(&peers, &app)?;
     for s in &subjects {
         if !s.program.exists() {
             bail!(
@@ -87,7 +91,6 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
-    let tokio = tokio::runtime::Runtime::new()?;
     let events: Vec<String> = sizes
         .iter()
         .map(|&n| bench_event(n, |_| None))
@@ -145,10 +148,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The columns: sqsrt at 256 MB and 2,048 MB (`scripted`, which decodes
-/// every body as the stock pattern does), sqsrt's own cost (`noop`), the stock
-/// pattern, `lambda_runtime` alone (its layers' cost over the floor) and the
-/// floor.
-fn subjects(peers: &Path) -> anyhow::Result<Vec<Subject>> {
+/// every body as the stock pattern does), sqsrt's own cost (`noop`), the
+/// `http` forwarder posting each record to a local app (issue 19's bench
+/// row, beside `noop`), the stock pattern, `lambda_runtime` alone (its
+/// layers' cost over the floor) and the floor.
+fn subjects(peers: &Path, app: &str) -> anyhow::Result<Vec<Subject>> {
     let sqsrt = sqsrt_bin()?;
     let lambda_env = |memory: &str| {
         let mut env: Vec<(&'static str, String)> = offline_aws_env()
@@ -179,8 +183,16 @@ fn subjects(peers: &Path) -> anyhow::Result<Vec<Subject>> {
         },
         Subject {
             label: "sqsrt, 256 MB, `noop`",
-            program: sqsrt,
+            program: sqsrt.clone(),
             env: with(lambda_env("256"), &[("SQSRT_HANDLER", "noop")]),
+        },
+        Subject {
+            label: "sqsrt, 256 MB, `http` forwarder",
+            program: sqsrt,
+            env: with(
+                lambda_env("256"),
+                &[("SQSRT_HANDLER", "http"), ("SQSRT_HTTP_URL", app)],
+            ),
         },
         Subject {
             label: "stock pattern",
@@ -372,7 +384,13 @@ fn print_table(
     let cpu =
         |s: usize, i: usize| -> Vec<Duration> { results[s][i].iter().map(|r| r.cpu).collect() };
     let median = |v: Vec<Duration>| spread(&v).0.as_secs_f64();
-    let (sqsrt, stock, floor) = (0, 3, 5);
+    let at = |label: &str| {
+        subjects
+            .iter()
+            .position(|s| s.label == label)
+            .expect("every ratio's column is a subject")
+    };
+    let (sqsrt, stock, floor) = (at("sqsrt, 256 MB"), at("stock pattern"), at("floor"));
     let row = |cells: Vec<String>| println!("| {} |", cells.join(" | "));
 
     let mut header = vec!["records".to_owned()];
@@ -407,7 +425,10 @@ fn print_table(
     row(cells);
 
     let last = SIZES.len() - 1;
-    let walls: Vec<Duration> = results[1][last].iter().map(|r| r.wall).collect();
+    let walls: Vec<Duration> = results[at("sqsrt, 2,048 MB")][last]
+        .iter()
+        .map(|r| r.wall)
+        .collect();
     println!(
         "\nWall per {}-record invocation, sqsrt at 2,048 MB: {} (target < 20 ms). CPU from /proc/PID/task/*/schedstat of the function process; {} run(s) of a fresh process per cell, median (min-max); {} CPUs, {}.",
         SIZES[last],

@@ -252,16 +252,6 @@ fn print_rows(runs: &Runs, n: usize, repeat: usize) {
     );
 }
 
-/// An app on 127.0.0.1 that answers every `POST /messages` with 200 at
-/// once; its URL.
-async fn answer_ok() -> anyhow::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/messages", listener.local_addr()?);
-    let app = axum::Router::new().route("/messages", axum::routing::post(|| async { "ok" }));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(url)
-}
-
 /// SIGTERM at full load: `MAX_IN_FLIGHT` handlers of 1 s running; the exit
 /// status and how long the worker took to exit.
 async fn sigterm_at_full_load(
@@ -298,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
     let mut one_thread = Vec::new();
     let mut hand_written = Vec::new();
     let mut forwarded = Vec::new();
-    let app = answer_ok().await?;
+    let app = sqsrt_e2e::http_app::answer_ok().await?;
     for round in 0..repeat {
         random.push(
             drain_run(
