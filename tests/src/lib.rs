@@ -96,11 +96,14 @@ pub fn spawn_on_free_port(
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        if child.check_running().is_ok() {
+        let Err(exited) = child.check_running() else {
             bail!("{name} did not listen on 127.0.0.1:{port} within {timeout:?}");
-        }
+        };
+        // Both causes look alike from here: say both.
         eprintln!(
-            "{name} could not listen on 127.0.0.1:{port} (attempt {attempt} of 3; taken by another process?)"
+            "{name} did not listen on 127.0.0.1:{port} ({exited}; attempt {attempt} of 3): the port \
+             was taken by another process, or the program is missing (cargo-lambda: \
+             $TOOLS_VENV/bin on PATH, scripts/lib.sh installs it)"
         );
     }
     bail!("{name} did not start on any of three ports")
