@@ -52,6 +52,8 @@ async fn worker_forwards_each_message_and_the_answer_decides() -> anyhow::Result
         .collect();
     check_forwarded(&app, &ids, &worker.processed(), &reasons)?;
     assert_eq!(worker.metric("sqsrt_dlq_sends_total")?, 2);
+    // Each request left the Binary attribute out: 9 requests (three retried).
+    assert_eq!(worker.metric("sqsrt_http_attributes_skipped_total")?, 9);
     assert_eq!(localstack::depth(&sqs, &dlq_url).await?, (0, 0));
     Ok(())
 }

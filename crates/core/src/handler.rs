@@ -40,6 +40,62 @@ pub trait Handler: Send + Sync + 'static {
         message: Message,
         ctx: Context,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Figures the handler keeps about its own work (a forwarder counts the
+    /// message attributes it could not send), read at each scrape: worker
+    /// mode exports them on `/metrics` beside sqsrt's own. None by default.
+    fn metrics(&self) -> Vec<HandlerMetric> {
+        Vec::new()
+    }
+}
+
+/// One figure of [`Handler::metrics`]: a counter (`name` without its
+/// `_total`, which the export adds) or a gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandlerMetric {
+    /// The metric's name (`sqsrt_http_attributes_skipped`).
+    pub name: &'static str,
+    /// What it counts or shows.
+    pub help: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// Its value now.
+    pub value: u64,
+}
+
+/// The kind of a [`HandlerMetric`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MetricKind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+impl HandlerMetric {
+    /// A counter.
+    #[must_use]
+    pub fn counter(name: &'static str, help: &'static str, value: u64) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricKind::Counter,
+            value,
+        }
+    }
+
+    /// A gauge.
+    #[must_use]
+    pub fn gauge(name: &'static str, help: &'static str, value: u64) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricKind::Gauge,
+            value,
+        }
+    }
 }
 
 /// What a handler knows besides its message: when it must be done, a

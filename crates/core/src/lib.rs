@@ -45,8 +45,8 @@ pub mod retry;
 pub use engine::{BatchOptions, Engine, EngineConfig, Report, panic_message};
 pub use envelope::{Envelope, EventBridge, Plain, S3, Sns, decode_json_in};
 pub use handler::{
-    Context, Handler, HandlerError, HandlerFn, Invocation, JsonFn, ResultExt, StateFn, decode_json,
-    handler_fn, json_fn, state_fn,
+    Context, Handler, HandlerError, HandlerFn, HandlerMetric, Invocation, JsonFn, MetricKind,
+    ResultExt, StateFn, decode_json, handler_fn, json_fn, state_fn,
 };
 pub use message::{AttributeValue, Attributes, Message, MessageAttribute, MessageAttributes};
 pub use outcome::{Outcome, OutcomeKind, SkipReason};

@@ -33,7 +33,7 @@ use aws_smithy_types::body::SdkBody;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::BodyExt;
-use sqsrt_core::{Context, Handler, HandlerError, MAX_VISIBILITY, Message};
+use sqsrt_core::{Context, Handler, HandlerError, HandlerMetric, MAX_VISIBILITY, Message};
 
 /// `--http-timeout-secs`' default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -175,8 +175,8 @@ impl HttpSink {
 
     /// Message attributes left out of requests so far (`Binary` ones, names
     /// or values a header cannot carry, names colliding with an earlier one
-    /// but for case). Not exported yet: issue 19's
-    /// `sqsrt_http_attributes_skipped_total` comes with the sink metrics.
+    /// but for case): `sqsrt_http_attributes_skipped_total` on the worker's
+    /// `/metrics` ([`Handler::metrics`]).
     pub fn attributes_skipped(&self) -> u64 {
         self.inner.skipped.load(Ordering::Relaxed)
     }
@@ -246,7 +246,19 @@ impl Handler for HttpSink {
     async fn handle(&self, message: Message, ctx: Context) -> Result<(), HandlerError> {
         self.forward(message, &ctx).await
     }
+
+    /// `sqsrt_http_attributes_skipped_total`.
+    fn metrics(&self) -> Vec<HandlerMetric> {
+        vec![HandlerMetric::counter(
+            ATTRIBUTES_SKIPPED,
+            "Message attributes the http handler left out of requests (Binary, not a valid header, or a name colliding with another but for case)",
+            self.attributes_skipped(),
+        )]
+    }
 }
+
+/// The skipped attributes' counter (exported with `_total`).
+pub const ATTRIBUTES_SKIPPED: &str = "sqsrt_http_attributes_skipped";
 
 /// A message's request headers, and how many of its attributes were left
 /// out. A message id a header cannot carry (SQS ids are UUIDs) is a

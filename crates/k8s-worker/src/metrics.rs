@@ -1,13 +1,14 @@
 //! Prometheus metrics of the worker. Names are constants here, in one place;
 //! more may be added, these may not be renamed.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use sqsrt_core::OutcomeKind;
+use sqsrt_core::{HandlerMetric, MetricKind, OutcomeKind};
 
 /// Messages received from SQS.
 pub(crate) const MESSAGES_RECEIVED_TOTAL: &str = "sqsrt_messages_received_total";
@@ -179,6 +180,16 @@ impl Metrics {
         self.dlq_sends.inc();
     }
 
+    /// Exports `read`'s figures at each scrape too (the handler's own:
+    /// [`sqsrt_core::Handler::metrics`]).
+    pub(crate) fn add_handler_metrics(
+        &mut self,
+        read: impl Fn() -> Vec<HandlerMetric> + Send + Sync + 'static,
+    ) {
+        self.registry
+            .register_collector(Box::new(HandlerMetrics(Box::new(read))));
+    }
+
     /// The Prometheus text exposition (OpenMetrics).
     ///
     /// # Panics
@@ -192,9 +203,77 @@ impl Metrics {
     }
 }
 
+/// The handler's figures, read and encoded at each scrape.
+struct HandlerMetrics(Box<dyn Fn() -> Vec<HandlerMetric> + Send + Sync>);
+
+impl std::fmt::Debug for HandlerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandlerMetrics")
+    }
+}
+
+impl Collector for HandlerMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for metric in (self.0)() {
+            if metric.kind == MetricKind::Gauge {
+                let gauge = ConstGauge::new(i64::try_from(metric.value).unwrap_or(i64::MAX));
+                gauge.encode(encoder.encode_descriptor(
+                    metric.name,
+                    metric.help,
+                    None,
+                    gauge.metric_type(),
+                )?)?;
+            } else {
+                // Counters, and a kind added later until it has an encoding of its own.
+                let counter = ConstCounter::new(metric.value);
+                counter.encode(encoder.encode_descriptor(
+                    metric.name,
+                    metric.help,
+                    None,
+                    counter.metric_type(),
+                )?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_handlers_figures_are_read_at_each_scrape() {
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(3));
+        let mut m = Metrics::default();
+        let read = std::sync::Arc::clone(&seen);
+        m.add_handler_metrics(move || {
+            vec![
+                HandlerMetric::counter(
+                    "sqsrt_http_attributes_skipped",
+                    "attributes left out",
+                    read.load(std::sync::atomic::Ordering::Relaxed),
+                ),
+                HandlerMetric::gauge("sqsrt_sink_up", "1 when the sink answers", 1),
+            ]
+        });
+        let text = m.encode();
+        assert!(
+            text.contains("# TYPE sqsrt_http_attributes_skipped counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sqsrt_http_attributes_skipped_total 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("sqsrt_sink_up 1\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        seen.store(5, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            m.encode()
+                .contains("sqsrt_http_attributes_skipped_total 5\n")
+        );
+    }
 
     #[test]
     fn every_series_exists_before_any_event() {

@@ -70,7 +70,10 @@ pub async fn run<H: Handler, Q: WorkerQueue>(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) -> Result<Exit, WorkerError> {
-    let metrics = Arc::new(Metrics::default());
+    let mut metrics = Metrics::default();
+    let handler = Arc::clone(engine.handler());
+    metrics.add_handler_metrics(move || handler.metrics());
+    let metrics = Arc::new(metrics);
     // Several poll periods without progress while not full means stuck.
     let health = Arc::new(Health::new(Duration::from_secs(u64::from(WAIT_SECS) * 4)));
     health.progress();

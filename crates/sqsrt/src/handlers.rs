@@ -107,6 +107,13 @@ impl Handler for BuiltinHandler {
             Self::Noop => Ok(()),
         }
     }
+
+    fn metrics(&self) -> Vec<sqsrt_core::HandlerMetric> {
+        match self {
+            Self::Http(sink) => sink.metrics(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// The `scripted` handler's instructions.

@@ -184,6 +184,11 @@ impl<H: Handler> Engine<H> {
         self.config
     }
 
+    /// The handler it runs.
+    pub fn handler(&self) -> &Arc<H> {
+        &self.handler
+    }
+
     /// Runs `messages` and returns their outcomes in batch order.
     ///
     /// # Panics
