@@ -102,6 +102,8 @@ pub struct Invoked {
     /// The ids the response listed (not deleted); `None`: the whole batch
     /// failed and returns after the visibility timeout.
     pub listed: Option<HashSet<String>>,
+    /// The body the function posted to `/error`, when it failed the invocation.
+    pub error: Option<String>,
 }
 
 impl EventSourceMapping {
@@ -146,8 +148,12 @@ impl EventSourceMapping {
             return Ok(None);
         }
         let records = batch.len();
-        let listed = self.invoke(batch).await?;
-        Ok(Some(Invoked { records, listed }))
+        let (listed, error) = self.invoke(batch).await?;
+        Ok(Some(Invoked {
+            records,
+            listed,
+            error,
+        }))
     }
 
     /// Polls in the background until [`Emulator::stop`].
@@ -202,7 +208,10 @@ impl EventSourceMapping {
         }
     }
 
-    async fn invoke(&self, batch: Vec<Message>) -> anyhow::Result<Option<HashSet<String>>> {
+    async fn invoke(
+        &self,
+        batch: Vec<Message>,
+    ) -> anyhow::Result<(Option<HashSet<String>>, Option<String>)> {
         let event = event(&batch, &self.arn, &self.region);
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
         self.stats.records.fetch_add(batch.len(), Ordering::Relaxed);
@@ -214,13 +223,14 @@ impl EventSourceMapping {
             .api
             .answer(&id, self.mapping.function_timeout + Duration::from_secs(2))
             .await;
-        let listed: Option<HashSet<String>> = match answer.map(|a| a.reply) {
-            Ok(Reply::Response(text)) => listed(&text, &batch),
-            Ok(Reply::Error(_)) | Err(_) => None,
+        let (listed, error) = match answer.map(|a| a.reply) {
+            Ok(Reply::Response(text)) => (listed(&text, &batch), None),
+            Ok(Reply::Error(error)) => (None, Some(error)),
+            Err(_) => (None, None),
         };
         let Some(listed) = listed else {
             self.stats.batches_failed.fetch_add(1, Ordering::Relaxed);
-            return Ok(None);
+            return Ok((None, error));
         };
         let done: Vec<(String, String)> = batch
             .iter()
@@ -250,7 +260,7 @@ impl EventSourceMapping {
                 .deleted
                 .fetch_add(out.successful.len(), Ordering::Relaxed);
         }
-        Ok(Some(listed))
+        Ok((Some(listed), None))
     }
 }
 

@@ -8,6 +8,7 @@
 //! time, then 200; anything else 200.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,16 @@ impl Request {
     }
 }
 
+/// A free address of 127.0.0.1 where nothing listens (connections are
+/// refused) until an app starts on it.
+///
+/// # Errors
+///
+/// When no port can be had.
+pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
 /// The running app.
 #[derive(Debug, Clone)]
 pub struct HttpApp {
@@ -52,7 +63,20 @@ impl HttpApp {
     ///
     /// When it cannot bind.
     pub async fn start() -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+    }
+
+    /// Starts the app on `addr` (an app coming back where it was down:
+    /// [`free_addr`]).
+    ///
+    /// # Errors
+    ///
+    /// When it cannot bind.
+    pub async fn start_on(addr: SocketAddr) -> anyhow::Result<Self> {
+        Self::serve(tokio::net::TcpListener::bind(addr).await?)
+    }
+
+    fn serve(listener: tokio::net::TcpListener) -> anyhow::Result<Self> {
         let url = format!("http://{}/messages", listener.local_addr()?);
         let requests = Arc::new(Mutex::new(Vec::new()));
         let app = Router::new()

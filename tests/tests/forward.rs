@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
-use sqsrt_e2e::esm::{EventSourceMapping, Mapping};
+use sqsrt_e2e::esm::{EventSourceMapping, Invoked, Mapping};
 use sqsrt_e2e::function_proc::FunctionProc;
-use sqsrt_e2e::http_app::{HttpApp, Request};
+use sqsrt_e2e::http_app::{HttpApp, Request, free_addr};
 use sqsrt_e2e::localstack::{self, Queues};
 use sqsrt_e2e::runtime_api::RuntimeApi;
-use sqsrt_e2e::worker_proc::{Processed, WorkerProc};
+use sqsrt_e2e::worker_proc::{Processed, WorkerProc, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_forwards_each_message_and_the_answer_decides() -> anyhow::Result<()> {
@@ -98,6 +98,161 @@ async fn lambda_forwards_each_record_and_the_answer_decides() -> anyhow::Result<
         .into_iter()
         .collect();
     check_forwarded(&app, &ids, &function.processed(), &reasons)
+}
+
+/// The app is down: the first refused connection opens the breaker. The
+/// worker holds the messages it has (no receive count spent, nothing
+/// dead-lettered), receives nothing new though it has room, and probes
+/// every few seconds (a long poll already open when it opened may still
+/// bring messages: held too); when the app comes back on its port a probe gets
+/// through and the queue drains, each message delivered on its first
+/// receive. One log line opens the streak, one closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_holds_messages_while_the_app_is_down() -> anyhow::Result<()> {
+    let addr = free_addr()?;
+    let app_url = format!("http://{addr}/messages");
+    let sqs = localstack::client().await?;
+    // Visibility 2 s, maxReceiveCount 2: a message retried through the
+    // queue during the outage would be redriven to the DLQ.
+    let Queues { url, dlq_url } = localstack::create_queues(&sqs, "http-down", false, 2, 2).await?;
+    let early: Vec<String> = (0..2).map(|i| format!("ok early {i}")).collect();
+    let mut ids = localstack::send(&sqs, &url, &early).await?;
+    let worker = WorkerProc::start(
+        &url,
+        &[
+            "--handler",
+            "http",
+            "--http-url",
+            &app_url,
+            "--http-timeout-secs",
+            "1",
+            "--handler-timeout-secs",
+            "3",
+            "--heartbeat-secs",
+            "1",
+            "--max-in-flight",
+            "10",
+            "--dlq-url",
+            &dlq_url,
+            "--retry-base-secs",
+            "1",
+            "--retry-max-secs",
+            "1",
+        ],
+    )?;
+    until("the breaker to open", Duration::from_secs(20), || {
+        Ok(worker.lines_containing("circuit open") == 1)
+    })
+    .await?;
+    assert_eq!(worker.metric("sqsrt_sink_up")?, 0);
+    // A long poll open when the breaker opened may still bring messages
+    // (they are held too); none starts after it, though there is room.
+    let late: Vec<String> = (0..6).map(|i| format!("ok late {i}")).collect();
+    ids.extend(localstack::send(&sqs, &url, &late).await?);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let received = worker.metric("sqsrt_messages_received_total")?;
+    let later: Vec<String> = (0..2).map(|i| format!("ok later {i}")).collect();
+    ids.extend(localstack::send(&sqs, &url, &later).await?);
+    // Longer than the visibility timeout and than a probe period.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        worker.metric("sqsrt_messages_received_total")?,
+        received,
+        "nothing received while open"
+    );
+    assert!(worker.metric(r#"sqsrt_sink_errors_total{kind="unreachable"}"#)? >= 2);
+    assert!(worker.processed().is_empty(), "held, not settled");
+
+    let app = HttpApp::start_on(addr).await?;
+    localstack::wait_empty(&sqs, &url, Duration::from_secs(30)).await?;
+    for id in &ids {
+        let got = app.requests_for(id);
+        assert_eq!(got.len(), 1, "{id}: {got:?}");
+        assert_eq!(got[0].header("sqsrt-receive-count"), Some("1"), "{id}");
+    }
+    let processed = worker.processed();
+    assert_eq!(processed.len(), ids.len(), "{processed:?}");
+    assert!(processed.iter().all(|p| p.outcome == "success"));
+    assert_eq!(worker.metric("sqsrt_sink_up")?, 1);
+    assert_eq!(worker.lines_containing("The sink answers again"), 1);
+    assert_eq!(localstack::depth(&sqs, &dlq_url).await?, (0, 0));
+    Ok(())
+}
+
+/// Lambda mode cannot stop the event source mapping: the invocation that
+/// finds the app down lists its records (the refused connections opened
+/// the breaker); one within the probe
+/// period fails as a whole at once (`sqsrt.SinkDown`) without a request;
+/// after the period one record probes, and with the app back the batch
+/// succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_fails_invocations_at_once_while_the_app_is_down() -> anyhow::Result<()> {
+    let addr = free_addr()?;
+    let app_url = format!("http://{addr}/messages");
+    let sqs = localstack::client().await?;
+    let Queues { url, .. } = localstack::create_queues(&sqs, "http-down-l", false, 1, 10).await?;
+    let bodies: Vec<String> = (0..3).map(|i| format!("ok order {i}")).collect();
+    let ids = localstack::send(&sqs, &url, &bodies).await?;
+    let api = Arc::new(RuntimeApi::start().await?);
+    let function = FunctionProc::start(
+        &api,
+        &[
+            ("SQSRT_HANDLER", "http"),
+            ("SQSRT_HTTP_URL", app_url.as_str()),
+            ("SQSRT_HTTP_TIMEOUT_SECS", "1"),
+            ("SQSRT_RETRY_BASE_SECS", "1"),
+            ("SQSRT_RETRY_MAX_SECS", "1"),
+        ],
+    )?;
+    let mapping = Mapping {
+        queue_url: url.clone(),
+        batch_size: 10,
+        batching_window: Duration::from_secs(1),
+        function_timeout: Duration::from_secs(10),
+    };
+    let esm = EventSourceMapping::new(sqs.clone(), Arc::clone(&api), mapping).await?;
+    let opened = std::time::Instant::now();
+    let first = esm.poll_once().await?.expect("a batch");
+    assert_eq!(first.records, 3, "{first:?}");
+    assert_eq!(first.listed.map(|l| l.len()), Some(3));
+    let outcomes = function.processed();
+    assert!(
+        outcomes.iter().all(|p| p.outcome == "retry"),
+        "{outcomes:?}"
+    );
+
+    // The records return after their retry delay (1 s).
+    let second = loop {
+        if let Some(invoked) = esm.poll_once().await? {
+            break invoked;
+        }
+        assert!(opened.elapsed() < sqsrt_core::PROBE_EVERY, "no records");
+    };
+    let error = second.error.unwrap_or_default();
+    assert!(
+        second.listed.is_none() && error.contains("sqsrt.SinkDown"),
+        "{error}"
+    );
+    assert!(
+        opened.elapsed() < sqsrt_core::PROBE_EVERY,
+        "within the period"
+    );
+
+    let app = HttpApp::start_on(addr).await?;
+    let mut delivered = 0;
+    while delivered < 3 {
+        assert!(opened.elapsed() < Duration::from_secs(30), "not drained");
+        if let Some(Invoked {
+            records, listed, ..
+        }) = esm.poll_once().await?
+        {
+            delivered += records - listed.map_or(records, |l| l.len());
+        }
+    }
+    for id in &ids {
+        assert_eq!(app.requests_for(id).len(), 1, "{id}");
+    }
+    Ok(())
 }
 
 /// Every message ended as the answer mapping says: the app saw each as often

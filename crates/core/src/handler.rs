@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::envelope::{Envelope, Plain};
 use crate::message::Message;
+use crate::sink::{SinkBreaker, SinkFault};
 
 /// Processes one message. Implement it with `async fn`:
 ///
@@ -47,21 +48,31 @@ pub trait Handler: Send + Sync + 'static {
     fn metrics(&self) -> Vec<HandlerMetric> {
         Vec::new()
     }
+
+    /// The circuit breaker of the downstream this handler forwards every
+    /// message to (an HTTP app, a Kafka cluster), if it has one. With one,
+    /// the engine starts a message only when the breaker admits it, and a
+    /// worker receives nothing while it is open (see [`SinkBreaker`]).
+    /// None by default.
+    fn breaker(&self) -> Option<&SinkBreaker> {
+        None
+    }
 }
 
 /// One figure of [`Handler::metrics`]: a counter (`name` without its
-/// `_total`, which the export adds) or a gauge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `_total`, which the export adds), a gauge or a histogram, optionally with
+/// one label (figures of one name differing by their label form one family).
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct HandlerMetric {
     /// The metric's name (`sqsrt_http_attributes_skipped`).
     pub name: &'static str,
     /// What it counts or shows.
     pub help: &'static str,
-    /// Counter or gauge.
-    pub kind: MetricKind,
+    /// One label, name and value (`("kind", "timeout")`), if any.
+    pub label: Option<(&'static str, &'static str)>,
     /// Its value now.
-    pub value: u64,
+    pub value: MetricValue,
 }
 
 /// The kind of a [`HandlerMetric`].
@@ -72,6 +83,28 @@ pub enum MetricKind {
     Counter,
     /// Goes up and down.
     Gauge,
+    /// Observations counted in buckets.
+    Histogram,
+}
+
+/// The value of a [`HandlerMetric`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum MetricValue {
+    /// A counter's count.
+    Counter(u64),
+    /// A gauge's value.
+    Gauge(i64),
+    /// A histogram's observations.
+    Histogram {
+        /// Their sum.
+        sum: f64,
+        /// How many.
+        count: u64,
+        /// Each bucket's upper bound and the observations in it alone (not
+        /// cumulative); the last bound is `f64::INFINITY`.
+        buckets: Vec<(f64, u64)>,
+    },
 }
 
 impl HandlerMetric {
@@ -81,19 +114,57 @@ impl HandlerMetric {
         Self {
             name,
             help,
-            kind: MetricKind::Counter,
-            value,
+            label: None,
+            value: MetricValue::Counter(value),
         }
     }
 
     /// A gauge.
     #[must_use]
-    pub fn gauge(name: &'static str, help: &'static str, value: u64) -> Self {
+    pub fn gauge(name: &'static str, help: &'static str, value: i64) -> Self {
         Self {
             name,
             help,
-            kind: MetricKind::Gauge,
-            value,
+            label: None,
+            value: MetricValue::Gauge(value),
+        }
+    }
+
+    /// A histogram: `buckets` as [`MetricValue::Histogram`] has them.
+    #[must_use]
+    pub fn histogram(
+        name: &'static str,
+        help: &'static str,
+        sum: f64,
+        count: u64,
+        buckets: Vec<(f64, u64)>,
+    ) -> Self {
+        Self {
+            name,
+            help,
+            label: None,
+            value: MetricValue::Histogram {
+                sum,
+                count,
+                buckets,
+            },
+        }
+    }
+
+    /// This figure with the label `name="value"`.
+    #[must_use]
+    pub fn with_label(mut self, name: &'static str, value: &'static str) -> Self {
+        self.label = Some((name, value));
+        self
+    }
+
+    /// Its kind.
+    #[must_use]
+    pub fn kind(&self) -> MetricKind {
+        match self.value {
+            MetricValue::Counter(_) => MetricKind::Counter,
+            MetricValue::Gauge(_) => MetricKind::Gauge,
+            MetricValue::Histogram { .. } => MetricKind::Histogram,
         }
     }
 }
@@ -239,6 +310,9 @@ pub enum HandlerError {
         reason: String,
         /// How long to wait before the next attempt, if the handler knows.
         delay: Option<Duration>,
+        /// What it says about the handler's downstream, for its
+        /// [`SinkBreaker`]: set with [`HandlerError::with_sink_fault`].
+        sink: Option<SinkFault>,
     },
     /// Never going to work: dead-lettered when a DLQ is configured.
     #[non_exhaustive]
@@ -254,6 +328,7 @@ impl HandlerError {
         Self::Retry {
             reason: reason.to_string(),
             delay: None,
+            sink: None,
         }
     }
 
@@ -262,6 +337,7 @@ impl HandlerError {
         Self::Retry {
             reason: reason.to_string(),
             delay: Some(delay),
+            sink: None,
         }
     }
 
@@ -293,6 +369,27 @@ impl HandlerError {
     #[must_use]
     pub fn is_permanent(&self) -> bool {
         matches!(self, Self::Permanent { .. })
+    }
+
+    /// This retryable failure, saying what it tells about the downstream
+    /// the handler forwards to (the handler's [`Handler::breaker`] counts
+    /// it). A permanent failure stays as it is: a downstream that rejects a
+    /// message has answered.
+    #[must_use]
+    pub fn with_sink_fault(mut self, fault: SinkFault) -> Self {
+        if let Self::Retry { sink, .. } = &mut self {
+            *sink = Some(fault);
+        }
+        self
+    }
+
+    /// What this failure tells about the downstream, if the handler said.
+    #[must_use]
+    pub fn sink_fault(&self) -> Option<SinkFault> {
+        match self {
+            Self::Retry { sink, .. } => *sink,
+            Self::Permanent { .. } => None,
+        }
     }
 }
 

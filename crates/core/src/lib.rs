@@ -12,6 +12,8 @@
 //!   and the closure helpers [`handler_fn`] and [`json_fn`] (typed bodies).
 //! - [`outcome`]: [`Outcome`], what became of one message.
 //! - [`retry`]: [`RetryPolicy`], exponential backoff with jitter.
+//! - [`sink`]: [`SinkBreaker`], the circuit breaker of a handler that
+//!   forwards to one downstream (the `http` and `kafka` forwarders).
 //! - [`engine`]: the batch [`Engine`]: bounded concurrency, FIFO group order,
 //!   timeouts, caught panics, deadlines.
 //!
@@ -41,13 +43,15 @@ pub mod json_text;
 pub mod message;
 pub mod outcome;
 pub mod retry;
+pub mod sink;
 
 pub use engine::{BatchOptions, Engine, EngineConfig, Report, panic_message};
 pub use envelope::{Envelope, EventBridge, Plain, S3, Sns, decode_json_in};
 pub use handler::{
     Context, Handler, HandlerError, HandlerFn, HandlerMetric, Invocation, JsonFn, MetricKind,
-    ResultExt, StateFn, decode_json, handler_fn, json_fn, state_fn,
+    MetricValue, ResultExt, StateFn, decode_json, handler_fn, json_fn, state_fn,
 };
 pub use message::{AttributeValue, Attributes, Message, MessageAttribute, MessageAttributes};
 pub use outcome::{Outcome, OutcomeKind, SkipReason};
 pub use retry::{MAX_VISIBILITY, RetryPolicy, RetryPolicyError};
+pub use sink::{OPEN_AFTER_SERVER_ERRORS, PROBE_EVERY, SinkBreaker, SinkFault};

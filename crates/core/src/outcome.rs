@@ -148,7 +148,7 @@ impl fmt::Display for SkipReason {
 impl From<HandlerError> for Outcome {
     fn from(error: HandlerError) -> Self {
         match error {
-            HandlerError::Retry { reason, delay } => Self::Retry { reason, delay },
+            HandlerError::Retry { reason, delay, .. } => Self::Retry { reason, delay },
             HandlerError::Permanent { reason } => Self::Permanent { reason },
         }
     }

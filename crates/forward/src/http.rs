@@ -19,6 +19,11 @@
 //! the dead-letter queue's `sqsrt.reason`); 408, 429, 5xx, no answer within
 //! the timeout and connection errors are retried, after `Retry-After`
 //! (seconds or an HTTP date, capped at 12 hours) when the app gives one.
+//!
+//! The sink has a circuit breaker ([`sqsrt_core::SinkBreaker`]): connection
+//! errors and timeouts are [`SinkFault::Unreachable`] and
+//! [`SinkFault::Timeout`], 5xx [`SinkFault::ServerError`], 408 and 429
+//! [`SinkFault::Throttled`].
 
 use std::error::Error as StdError;
 use std::sync::Arc;
@@ -33,7 +38,9 @@ use aws_smithy_types::body::SdkBody;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::BodyExt;
-use sqsrt_core::{Context, Handler, HandlerError, HandlerMetric, MAX_VISIBILITY, Message};
+use sqsrt_core::{
+    Context, Handler, HandlerError, HandlerMetric, MAX_VISIBILITY, Message, SinkBreaker, SinkFault,
+};
 
 /// `--http-timeout-secs`' default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,6 +110,9 @@ struct Inner {
     url: String,
     timeout: Duration,
     skipped: AtomicU64,
+    /// Opens while the app cannot be reached or answers 5xx to message
+    /// after message (`sqsrt_core::sink`).
+    breaker: SinkBreaker,
 }
 
 impl std::fmt::Debug for HttpSink {
@@ -166,9 +176,10 @@ impl HttpSink {
             inner: Arc::new(Inner {
                 connector,
                 uri,
-                url: config.url,
                 timeout: config.timeout,
                 skipped: AtomicU64::new(0),
+                breaker: SinkBreaker::new(config.url.clone()),
+                url: config.url,
             }),
         })
     }
@@ -196,7 +207,7 @@ impl HttpSink {
                     "no answer from {} within {} s",
                     inner.url,
                     inner.timeout.as_secs_f64()
-                ))))
+                )).with_sink_fault(SinkFault::Timeout)))
             }
             () = ctx.cancellation().cancelled() => {
                 Err(HandlerError::retry(format!("abandoned while waiting for {}", inner.url)))
@@ -219,10 +230,10 @@ impl HttpSink {
 
     async fn exchange(&self, request: HttpRequest) -> Result<(), HandlerError> {
         let url = &self.inner.url;
-        let response =
-            self.inner.connector.call(request).await.map_err(|e| {
-                HandlerError::retry(format!("cannot reach {url}: {}", error_chain(&e)))
-            })?;
+        let response = self.inner.connector.call(request).await.map_err(|e| {
+            HandlerError::retry(format!("cannot reach {url}: {}", error_chain(&e)))
+                .with_sink_fault(SinkFault::Unreachable)
+        })?;
         let status = StatusCode::from_u16(response.status().as_u16())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let retry_after = response.headers().get("retry-after").map(str::to_owned);
@@ -247,13 +258,19 @@ impl Handler for HttpSink {
         self.forward(message, &ctx).await
     }
 
-    /// `sqsrt_http_attributes_skipped_total`.
+    /// `sqsrt_http_attributes_skipped_total` and the breaker's figures.
     fn metrics(&self) -> Vec<HandlerMetric> {
-        vec![HandlerMetric::counter(
+        let mut metrics = vec![HandlerMetric::counter(
             ATTRIBUTES_SKIPPED,
             "Message attributes the http handler left out of requests (Binary, not a valid header, or a name colliding with another but for case)",
             self.attributes_skipped(),
-        )]
+        )];
+        metrics.extend(self.inner.breaker.metrics());
+        metrics
+    }
+
+    fn breaker(&self) -> Option<&SinkBreaker> {
+        Some(&self.inner.breaker)
     }
 }
 
@@ -345,9 +362,16 @@ pub fn outcome_of(
     if !retryable {
         return HandlerError::permanent(reason);
     }
-    match retry_after_header.and_then(|value| retry_after(value, now)) {
+    let error = match retry_after_header.and_then(|value| retry_after(value, now)) {
         Some(delay) => HandlerError::retry_after(reason, delay),
         None => HandlerError::retry(reason),
+    };
+    if status.is_server_error() {
+        error.with_sink_fault(SinkFault::ServerError)
+    } else if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS {
+        error.with_sink_fault(SinkFault::Throttled)
+    } else {
+        error
     }
 }
 

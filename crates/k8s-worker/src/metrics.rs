@@ -2,13 +2,14 @@
 //! more may be added, these may not be renamed.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use sqsrt_core::{HandlerMetric, MetricKind, OutcomeKind};
+use sqsrt_core::{HandlerMetric, MetricKind, MetricValue, OutcomeKind};
 
 /// Messages received from SQS.
 pub(crate) const MESSAGES_RECEIVED_TOTAL: &str = "sqsrt_messages_received_total";
@@ -214,27 +215,45 @@ impl std::fmt::Debug for HandlerMetrics {
 
 impl Collector for HandlerMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        for metric in (self.0)() {
-            if metric.kind == MetricKind::Gauge {
-                let gauge = ConstGauge::new(i64::try_from(metric.value).unwrap_or(i64::MAX));
-                gauge.encode(encoder.encode_descriptor(
-                    metric.name,
-                    metric.help,
-                    None,
-                    gauge.metric_type(),
-                )?)?;
-            } else {
+        let metrics = (self.0)();
+        // Figures of one name, one after the other, form one family.
+        let mut rest = metrics.as_slice();
+        while let Some(first) = rest.first() {
+            let len = rest.iter().take_while(|m| m.name == first.name).count();
+            let (family, next) = rest.split_at(len);
+            rest = next;
+            let metric_type = match first.kind() {
+                MetricKind::Gauge => MetricType::Gauge,
+                MetricKind::Histogram => MetricType::Histogram,
                 // Counters, and a kind added later until it has an encoding of its own.
-                let counter = ConstCounter::new(metric.value);
-                counter.encode(encoder.encode_descriptor(
-                    metric.name,
-                    metric.help,
-                    None,
-                    counter.metric_type(),
-                )?)?;
+                _ => MetricType::Counter,
+            };
+            let mut descriptor =
+                encoder.encode_descriptor(first.name, first.help, None, metric_type)?;
+            for metric in family {
+                match metric.label {
+                    Some(label) => {
+                        encode_value(&mut descriptor.encode_family(&[label])?, &metric.value)?;
+                    }
+                    None => encode_value(&mut descriptor, &metric.value)?,
+                }
             }
         }
         Ok(())
+    }
+}
+
+fn encode_value(encoder: &mut MetricEncoder<'_>, value: &MetricValue) -> std::fmt::Result {
+    match value {
+        MetricValue::Gauge(value) => encoder.encode_gauge(value),
+        MetricValue::Histogram {
+            sum,
+            count,
+            buckets,
+        } => encoder.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None),
+        MetricValue::Counter(value) => encoder.encode_counter::<NoLabelSet, _, u64>(value, None),
+        // A kind added later: nothing until it has an encoding of its own.
+        _ => Ok(()),
     }
 }
 
@@ -255,6 +274,17 @@ mod tests {
                     read.load(std::sync::atomic::Ordering::Relaxed),
                 ),
                 HandlerMetric::gauge("sqsrt_sink_up", "1 when the sink answers", 1),
+                HandlerMetric::counter("sqsrt_sink_errors", "errors", 2)
+                    .with_label("kind", "timeout"),
+                HandlerMetric::counter("sqsrt_sink_errors", "errors", 0)
+                    .with_label("kind", "other"),
+                HandlerMetric::histogram(
+                    "sqsrt_sink_duration_seconds",
+                    "attempts",
+                    0.25,
+                    3,
+                    vec![(0.1, 2), (1.0, 0), (f64::INFINITY, 1)],
+                ),
             ]
         });
         let text = m.encode();
@@ -267,6 +297,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sqsrt_sink_up 1\n"), "{text}");
+        assert!(
+            text.contains(
+                "# HELP sqsrt_sink_errors errors\n# TYPE sqsrt_sink_errors counter\nsqsrt_sink_errors_total{kind=\"timeout\"} 2\nsqsrt_sink_errors_total{kind=\"other\"} 0\n"
+            ),
+            "one family of two series: {text}"
+        );
+        for line in [
+            "sqsrt_sink_duration_seconds_sum 0.25\n",
+            "sqsrt_sink_duration_seconds_count 3\n",
+            "sqsrt_sink_duration_seconds_bucket{le=\"0.1\"} 2\n",
+            "sqsrt_sink_duration_seconds_bucket{le=\"1.0\"} 2\n",
+            "sqsrt_sink_duration_seconds_bucket{le=\"+Inf\"} 3\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
         assert!(text.ends_with("# EOF\n"), "{text}");
         seen.store(5, std::sync::atomic::Ordering::Relaxed);
         assert!(

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use sqsrt_core::{BatchOptions, Engine, Handler, Message};
 use sqsrt_sqs::{QueueAttributes, ReceiveRequest, Received, WorkerQueue};
-use tokio::sync::Semaphore;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -340,6 +340,9 @@ async fn poll<H: Handler, Q: WorkerQueue>(shared: Arc<Shared<H, Q>>) {
         if shared.shutdown.is_cancelled() {
             return;
         }
+        let Some(permit) = sink_gate(&shared, permit).await else {
+            continue;
+        };
         if shared.fifo && attempt_id.is_none() {
             attempt_id = Some(format!(
                 "{:016x}{:016x}",
@@ -395,6 +398,36 @@ async fn poll<H: Handler, Q: WorkerQueue>(shared: Arc<Shared<H, Q>>) {
     }
 }
 
+/// While the handler's sink is down, nothing new is received: the messages
+/// in hand wait for it, one of them probing it. `None`: the poller waited
+/// (the slots went back) and starts over. With no message in hand to
+/// probe, the receive goes on for one message.
+async fn sink_gate<H: Handler, Q: WorkerQueue>(
+    shared: &Shared<H, Q>,
+    permit: OwnedSemaphorePermit,
+) -> Option<OwnedSemaphorePermit> {
+    let Some(breaker) = shared.engine.handler().breaker() else {
+        return Some(permit);
+    };
+    if !breaker.is_open() {
+        return Some(permit);
+    }
+    if !breaker.allows_receive() {
+        drop(permit);
+        tokio::select! {
+            () = breaker.receive_allowed() => {}
+            () = shared.shutdown.cancelled() => {}
+        }
+        return None;
+    }
+    let mut permit = permit;
+    if permit.num_permits() > 1 {
+        // The rest of the slots go back.
+        return permit.split(1);
+    }
+    Some(permit)
+}
+
 /// Runs one receive through the engine; each outcome goes to the settler as
 /// soon as it is decided.
 fn dispatch<H: Handler, Q: WorkerQueue>(
@@ -436,6 +469,8 @@ fn dispatch<H: Handler, Q: WorkerQueue>(
             // hold receive slots other tenants need, and a longer hold only
             // delays them, while a shorter one burns receive counts.
             group_wait: Some(shared.engine.config().timeout()),
+            // Under the heartbeat, messages wait out a sink's outage in hand.
+            hold_on_sink_down: true,
             ..BatchOptions::default()
         };
         shared

@@ -13,7 +13,9 @@ use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Diagnostic, LambdaEvent, LambdaInvocation, Runtime, service_fn};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use sqsrt_core::{BatchOptions, Engine, Handler, Invocation, Message, Outcome, RetryPolicy};
+use sqsrt_core::{
+    BatchOptions, Engine, Handler, Invocation, Message, Outcome, RetryPolicy, SinkBreaker,
+};
 use sqsrt_sqs::{Delivery, QueueClient, is_fifo_queue};
 use tokio::time::Instant;
 use tracing::{Instrument, info_span, warn};
@@ -100,6 +102,16 @@ pub enum InvocationError {
         /// Number of records.
         count: usize,
     },
+    /// The handler's sink is down (its circuit breaker is open and no probe
+    /// is due): the whole batch returns after the queue's visibility
+    /// timeout, each record's receive count one higher.
+    #[error(
+        "the sink is down (circuit open): all {count} records return after the queue's visibility timeout"
+    )]
+    SinkDown {
+        /// Number of records.
+        count: usize,
+    },
 }
 
 impl From<InvocationError> for Diagnostic {
@@ -107,6 +119,7 @@ impl From<InvocationError> for Diagnostic {
         let error_type = match &error {
             InvocationError::Event(_) => "sqsrt.InvalidEvent",
             InvocationError::AllFailed { .. } => "sqsrt.AllRecordsFailed",
+            InvocationError::SinkDown { .. } => "sqsrt.SinkDown",
         };
         Diagnostic {
             error_type: error_type.to_owned(),
@@ -303,6 +316,18 @@ impl<H: Handler, Q: QueueClient> SqsLambda<H, Q> {
             tracing::error!(%error, "Invalid SQS event.");
         })?;
         let count = messages.len();
+        // A deliberate exception to failing records one by one: the event
+        // source mapping cannot be paused, and records that cannot be
+        // delivered would only spend billed time.
+        if count > 0
+            && self
+                .engine
+                .handler()
+                .breaker()
+                .is_some_and(SinkBreaker::refuses_batch)
+        {
+            return Err(InvocationError::SinkDown { count });
+        }
         let now = Instant::now();
         let margin = self.config.deadline_margin;
         let deadline = time_left.map(|left| now + left);

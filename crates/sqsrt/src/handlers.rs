@@ -114,6 +114,13 @@ impl Handler for BuiltinHandler {
             _ => Vec::new(),
         }
     }
+
+    fn breaker(&self) -> Option<&sqsrt_core::SinkBreaker> {
+        match self {
+            Self::Http(sink) => sink.breaker(),
+            _ => None,
+        }
+    }
 }
 
 /// The `scripted` handler's instructions.

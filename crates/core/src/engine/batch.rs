@@ -4,6 +4,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future as _;
+use std::pin::Pin;
+
+use futures_util::future::Either;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
@@ -11,10 +14,11 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::groups::GroupSlots;
-use super::task::{InlinePolls, TaskOutput, handler_task, outcome_of};
+use super::task::{Gate, InlinePolls, TaskOutput, gated_task, handler_task, outcome_of};
 use super::{BatchOptions, Report};
 use crate::handler::{BatchContext, Context, Handler};
 use crate::message::Message;
@@ -42,6 +46,10 @@ pub(super) struct Batch {
     context: Arc<BatchContext>,
     start_deadline: Option<Instant>,
     timeout: Duration,
+    /// The stop signal and [`BatchOptions::hold_on_sink_down`], for the
+    /// handlers that have a breaker.
+    stop: CancellationToken,
+    hold_on_sink_down: bool,
     /// The clock as `check_stop` last read it, taken by the start that
     /// follows: one clock read per start, not two.
     checked_at: Option<Instant>,
@@ -121,6 +129,8 @@ impl Batch {
             }),
             start_deadline: options.start_deadline,
             timeout,
+            stop: options.stop.clone(),
+            hold_on_sink_down: options.hold_on_sink_down,
             checked_at: None,
             tenants,
         }
@@ -254,27 +264,41 @@ impl Batch {
             .take()
             .expect("a message starts at most once");
         let started = self.checked_at.take().unwrap_or_else(Instant::now);
-        let mut deadline = started + self.timeout;
-        if let Some(start_deadline) = self.start_deadline {
-            deadline = deadline.min(start_deadline);
-        }
-        let ctx = Context::shared(deadline, Arc::clone(&self.context));
-        let mut task = handler_task(
-            Arc::clone(handler),
-            message,
-            ctx,
-            index,
-            started,
-            self.timeout,
-            permit,
-        );
+        let mut task = if handler.breaker().is_some() {
+            Either::Right(gated_task(
+                Arc::clone(handler),
+                message,
+                Gate {
+                    batch: Arc::clone(&self.context),
+                    stop: self.stop.clone(),
+                    hold: self.hold_on_sink_down,
+                    start_deadline: self.start_deadline,
+                    timeout: self.timeout,
+                },
+                index,
+                permit,
+            ))
+        } else {
+            let mut deadline = started + self.timeout;
+            if let Some(start_deadline) = self.start_deadline {
+                deadline = deadline.min(start_deadline);
+            }
+            let ctx = Context::shared(deadline, Arc::clone(&self.context));
+            Either::Left(handler_task(
+                Arc::clone(handler),
+                message,
+                ctx,
+                index,
+                started,
+                self.timeout,
+                permit,
+            ))
+        };
         if self.inline.enabled() {
             // The batch's task is already in the caller's span. A waker is
             // not needed: a future left pending is polled again, with its
             // task's waker, as soon as it is spawned below.
-            let polled = task
-                .as_mut()
-                .poll(&mut TaskContext::from_waker(Waker::noop()));
+            let polled = Pin::new(&mut task).poll(&mut TaskContext::from_waker(Waker::noop()));
             // A finished handler measured its own time: no second clock read.
             if let Poll::Ready(output) = polled {
                 self.inline.record(output.2);

@@ -123,6 +123,12 @@ pub struct BatchOptions {
     /// [`Context::request_id`](crate::Context::request_id) and
     /// [`Context::trace_id`](crate::Context::trace_id). Default: none.
     pub invocation: Invocation,
+    /// With a handler that has a [`crate::SinkBreaker`]: while it is open,
+    /// messages wait in hand for it to admit them, and one whose attempt
+    /// failed for the outage waits to be tried again (worker mode, where
+    /// the heartbeat keeps them invisible). Otherwise (Lambda mode) they
+    /// fail at once as retries. Default: `false`.
+    pub hold_on_sink_down: bool,
 }
 
 /// One decided message: its index in the batch and its outcome.

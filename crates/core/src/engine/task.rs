@@ -12,11 +12,13 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
 
 use super::panic_message;
-use crate::handler::{Context, Handler, HandlerError};
+use crate::handler::{BatchContext, Context, Handler, HandlerError};
 use crate::message::Message;
 use crate::outcome::Outcome;
+use crate::sink::Attempt;
 
 /// What a handler task hands back: its message's index, the handler's result
 /// (`Ok(None)` on timeout, `Err` with the message of a panic) and how long it
@@ -73,31 +75,96 @@ pub(super) fn handler_task<H: Handler>(
 ) -> Pin<Box<impl Future<Output = TaskOutput> + Send + 'static>> {
     Box::pin(async move {
         let _permit = permit;
-        let run = AssertUnwindSafe(async move {
-            let mut handling = std::pin::pin!(handler.handle(message, ctx));
-            // `tokio::time::timeout`, with its timer made on the first
-            // poll that finds the handler waiting: one that finishes at
-            // once (most of a quick batch) costs no timer, runtime
-            // handle or clock read.
-            let mut timer = std::pin::pin!(None::<Sleep>);
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(result) = handling.as_mut().poll(cx) {
-                    return Poll::Ready(Some(result));
-                }
-                if timer.is_none() {
-                    timer.set(Some(sleep_until(started + timeout)));
-                }
-                match timer.as_mut().as_pin_mut() {
-                    Some(sleep) => sleep.poll(cx).map(|()| None),
-                    None => Poll::Pending,
-                }
-            })
-            .await
-        })
-        .catch_unwind()
-        .await;
-        let result = run.map_err(|payload| panic_message(&*payload));
+        let result = timed_run(handler.handle(message, ctx), started + timeout).await;
         (index, result, started.elapsed())
+    })
+}
+
+/// A handler's future under its timeout (`Ok(None)` when `until` came
+/// first) with its panic caught (`Err` with the panic's message).
+async fn timed_run(
+    handling: impl Future<Output = Result<(), HandlerError>>,
+    until: Instant,
+) -> Result<Option<Result<(), HandlerError>>, String> {
+    let run = AssertUnwindSafe(async move {
+        let mut handling = std::pin::pin!(handling);
+        // `tokio::time::timeout`, with its timer made on the first
+        // poll that finds the handler waiting: one that finishes at
+        // once (most of a quick batch) costs no timer, runtime
+        // handle or clock read.
+        let mut timer = std::pin::pin!(None::<Sleep>);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = handling.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            if timer.is_none() {
+                timer.set(Some(sleep_until(until)));
+            }
+            match timer.as_mut().as_pin_mut() {
+                Some(sleep) => sleep.poll(cx).map(|()| None),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    })
+    .catch_unwind()
+    .await;
+    run.map_err(|payload| panic_message(&*payload))
+}
+
+/// What a [`gated_task`] needs besides its handler and message.
+pub(super) struct Gate {
+    pub(super) batch: Arc<BatchContext>,
+    pub(super) stop: CancellationToken,
+    pub(super) hold: bool,
+    pub(super) start_deadline: Option<Instant>,
+    pub(super) timeout: Duration,
+}
+
+/// The future of one message of a handler with a [`crate::SinkBreaker`]:
+/// each attempt waits for the breaker to admit it and is timed from then;
+/// with `gate.hold`, an attempt that failed for an outage the breaker is
+/// open for is followed by another once it admits one (the message stays
+/// in hand). Each attempt gets its own copy of the message.
+pub(super) fn gated_task<H: Handler>(
+    handler: Arc<H>,
+    message: Message,
+    gate: Gate,
+    index: usize,
+    permit: OwnedSemaphorePermit,
+) -> Pin<Box<impl Future<Output = TaskOutput> + Send + 'static>> {
+    Box::pin(async move {
+        let _permit = permit;
+        let breaker = handler
+            .breaker()
+            .expect("a gated task runs only for a handler with a breaker");
+        loop {
+            let ticket = match breaker
+                .admit(gate.hold, &gate.stop, &gate.batch.cancellation)
+                .await
+            {
+                Ok(ticket) => ticket,
+                Err(refused) => return (index, Ok(Some(Err(refused))), Duration::ZERO),
+            };
+            let started = Instant::now();
+            let mut deadline = started + gate.timeout;
+            if let Some(start_deadline) = gate.start_deadline {
+                deadline = deadline.min(start_deadline);
+            }
+            let ctx = Context::shared(deadline, Arc::clone(&gate.batch));
+            let result =
+                timed_run(handler.handle(message.clone(), ctx), started + gate.timeout).await;
+            let elapsed = started.elapsed();
+            let attempt = match &result {
+                Ok(Some(Ok(()))) => Attempt::Succeeded,
+                Ok(Some(Err(error))) => Attempt::Failed(error),
+                Ok(None) | Err(_) => Attempt::Broke,
+            };
+            let held = breaker.record(ticket, message.id(), attempt, elapsed);
+            if !(held && gate.hold) {
+                return (index, result, elapsed);
+            }
+        }
     })
 }
 

@@ -132,7 +132,18 @@ fn answers_map_to_outcomes() {
             matches!(error, HandlerError::Retry { delay: None, .. }),
             "{status}: {error:?}"
         );
+        let fault = if status >= 500 {
+            SinkFault::ServerError
+        } else {
+            SinkFault::Throttled
+        };
+        assert_eq!(error.sink_fault(), Some(fault), "{status}");
     }
+    assert_eq!(
+        outcome(404, None).sink_fault(),
+        None,
+        "a rejection is an answer"
+    );
     let error = outcome_of(
         StatusCode::TOO_MANY_REQUESTS,
         Some("7"),
@@ -143,6 +154,7 @@ fn answers_map_to_outcomes() {
     assert_eq!(
         error,
         HandlerError::retry_after("HTTP 429 from http://app", Duration::from_secs(7))
+            .with_sink_fault(SinkFault::Throttled)
     );
     // An unreadable Retry-After: the backoff decides.
     assert!(matches!(
@@ -320,13 +332,15 @@ async fn each_message_is_one_post_and_the_answer_decides() {
         Err(HandlerError::retry_after(
             format!("HTTP 503 from {}: answer to retry-after", app.url),
             Duration::from_secs(9)
-        ))
+        )
+        .with_sink_fault(SinkFault::ServerError))
     );
     let slow = forward("slow").await.expect_err("timeout");
     assert!(
         matches!(slow, HandlerError::Retry { .. }) && slow.reason().contains("no answer"),
         "{slow:?}"
     );
+    assert_eq!(slow.sink_fault(), Some(SinkFault::Timeout));
 
     let seen = app.seen.lock().expect("lock").clone();
     assert_eq!(seen.len(), 8, "one request per message");
@@ -361,6 +375,7 @@ async fn a_refused_connection_is_a_retry_naming_the_url() {
         .await
         .expect_err("refused");
     assert!(matches!(error, HandlerError::Retry { delay: None, .. }));
+    assert_eq!(error.sink_fault(), Some(SinkFault::Unreachable));
     assert!(
         error.reason().starts_with(&format!("cannot reach {url}:")),
         "{}",
