@@ -5,8 +5,8 @@
 # Managed Instances: 1-8 concurrent invocations)
 # under the project's Runtime API stand-in, and worker mode against
 # LocalStack (random-time handler vs c/d, no-op handler, CPU per message
-# beside a hand-written aws-sdk-sqs loop's, the http forwarder beside the
-# no-op, RSS, SIGTERM to exit); then CPU
+# beside a hand-written aws-sdk-sqs loop's, the http and kafka forwarders
+# beside the no-op, RSS, SIGTERM to exit); then CPU
 # per Lambda invocation side by side (lambda-cpu: sqsrt at 256 MB and
 # 2,048 MB, the stock Rust pattern, lambda_runtime alone, the floor,
 # Powertools Python). The criterion suites are `cargo bench`.
@@ -18,12 +18,15 @@ cd "$SQSRT_ROOT"
 lambda_args=(--starts 20 --invocations 30 --rounds 100)
 worker_args=(--messages 3000 --repeat 3)
 cpu_args=(--runs 3 --budget 50000)
+tansu_profile=release
 if [ "${1:-}" = "--smoke" ]; then
   lambda_args=(--starts 2 --invocations 1 --rounds 2)
   worker_args=(--messages 60 --repeat 1)
   cpu_args=(--runs 1 --budget 200 --warm-up 1)
+  tansu_profile=debug
 fi
 install_localstack
+install_tansu "$tansu_profile"
 install_powertools
 build_release
 build_peers

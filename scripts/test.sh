@@ -10,9 +10,10 @@ source "$(dirname "$0")/lib.sh"
 cd "$SQSRT_ROOT"
 total_start=$(date +%s)
 
-stage "install tools (cargo-lambda $CARGO_LAMBDA_VERSION, LocalStack, infra validators, buildah, promtool)"
+stage "install tools (cargo-lambda $CARGO_LAMBDA_VERSION, LocalStack, tansu $TANSU_VERSION (Kafka), infra validators, buildah, promtool)"
 install_cargo_lambda
 install_localstack
+install_tansu
 install_infra_tools
 install_debian_tools
 
@@ -23,6 +24,9 @@ cargo fmt --all --check --manifest-path benches/lambda-peers/Cargo.toml
 
 stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The binary's `kafka` feature (off for library users, on in the release build).
+cargo clippy -p sqsrt --features kafka --all-targets --locked -- -D warnings
+cargo test -p sqsrt --features kafka --locked --lib -q
 
 stage "build static binaries (x86_64, aarch64 musl) and the Lambda zip"
 scripts/build.sh
@@ -37,7 +41,7 @@ trap stop_localstack EXIT
 start_localstack "$logs/localstack.log"
 echo "LocalStack at $SQSRT_LOCALSTACK_ENDPOINT (log: $logs/localstack.log)"
 
-stage "cargo test (unit, adapter, end-to-end: Lambda, worker, Lambda on LocalStack through the event source mapping emulator, parity of both modes (short mix); reliability: faults, kill storm of 6 rounds)"
+stage "cargo test (unit, adapter, end-to-end: Lambda, worker, Lambda on LocalStack through the event source mapping emulator, parity of both modes (short mix), forwarders (HTTP app, tansu Kafka broker); reliability: faults, kill storm of 6 rounds)"
 export SQSRT_RELIABILITY_SUMMARY="$logs/reliability.csv"
 cargo test --workspace --locked --no-fail-fast
 

@@ -14,7 +14,13 @@ build_static() {
   local triple="$arch-unknown-linux-musl" lambda_dir="$CARGO_TARGET_DIR/lambda-$arch"
   local locked=()
   # sqsrt's own lock is committed and must hold; another crate's may be new.
-  [ "$manifest" = "$SQSRT_ROOT/Cargo.toml" ] && locked=(--locked)
+  # sqsrt's released binary has the Kafka forwarder (`--handler kafka`);
+  # SQSRT_FEATURES="" builds it without (to compare sizes).
+  if [ "$manifest" = "$SQSRT_ROOT/Cargo.toml" ]; then
+    locked=(--locked)
+    local features="${SQSRT_FEATURES-kafka}"
+    if [ "$bin" = sqsrt ] && [ -n "$features" ]; then locked+=(--features "$features"); fi
+  fi
   install_cargo_lambda >/dev/null
   rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
   mkdir -p "$out/$arch"

@@ -35,6 +35,31 @@ build_peers() {
     --target-dir "$CARGO_TARGET_DIR/peers"
 }
 
+# tansu from crates.io (Apache-2.0): the Kafka-compatible broker the kafka
+# forwarder's suites and bench produce to, one process with in-memory
+# storage (--no-default-features --features dynostore: the defaults add
+# PostgreSQL and libSQL engines). Its newer name, nisshi, needs Rust 1.96
+# (rama 0.4); this toolchain is 1.95. `install_tansu` builds the debug
+# profile (the suites send tens of records; it compiles in a fraction of
+# the optimised build's time); `install_tansu release` the optimised one,
+# for the full bench. Cached outside the clone per version and profile;
+# SQSRT_TANSU points the suites and the bench at it.
+TANSU_VERSION="0.6.0"
+install_tansu() {
+  local profile="${1:-debug}"
+  local root="$SQSRT_CACHE/tansu-$TANSU_VERSION-$profile"
+  if [ ! -x "$root/bin/tansu" ]; then
+    local start debug=()
+    start=$(date +%s)
+    [ "$profile" = debug ] && debug=(--debug)
+    CARGO_TARGET_DIR="$SQSRT_CACHE/tansu-build" cargo install --quiet "${debug[@]}" --locked \
+      tansu --version "$TANSU_VERSION" --no-default-features --features dynostore --root "$root"
+    rm -rf "$SQSRT_CACHE/tansu-build"
+    echo "tansu $TANSU_VERSION ($profile) built in $(( $(date +%s) - start ))s"
+  fi
+  export SQSRT_TANSU="$root/bin/tansu"
+}
+
 # uv from PyPI into the tools venv: it builds the LocalStack and infra venvs.
 install_uv() {
   if [ ! -x "$TOOLS_VENV/bin/uv" ]; then

@@ -14,6 +14,7 @@ pub mod esm;
 pub mod fault_proxy;
 pub mod function_proc;
 pub mod http_app;
+pub mod kafka;
 pub mod localstack;
 pub mod runtime_api;
 pub mod summary;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::handlers::{Builtin, BuiltinHandler, HttpFlags};
+use crate::handlers::{Builtin, BuiltinHandler, HttpFlags, KafkaFlags};
 use crate::runner::{self, Runner};
 use crate::settings::Settings;
 
@@ -48,8 +48,9 @@ pub(crate) enum Mode {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct CommonArgs {
     /// Built-in handler: `log` (log each message and succeed), `scripted` (act as the JSON
-    /// body says; see README), `noop` (succeed at once) or `http` (POST each message to
-    /// --http-url). Ignored by programs that bring their own handler.
+    /// body says; see README), `noop` (succeed at once), `http` (POST each message to
+    /// --http-url) or `kafka` (produce each message to --kafka-topic). Ignored by programs
+    /// that bring their own handler.
     #[arg(long, env = "SQSRT_HANDLER", default_value = "log",
           value_parser = handler_name("--handler", "SQSRT_HANDLER"))]
     pub(crate) handler: Builtin,
@@ -64,6 +65,9 @@ pub(crate) struct CommonArgs {
           default_value_t = sqsrt_forward::http::DEFAULT_TIMEOUT.as_secs(),
           value_parser = secs("--http-timeout-secs", "SQSRT_HTTP_TIMEOUT_SECS"))]
     pub(crate) http_timeout_secs: u64,
+
+    #[command(flatten)]
+    pub(crate) kafka: KafkaFlags,
 
     /// Dead-letter queue URL for permanent failures (none: listed / left to the queue's redrive policy).
     #[arg(long, env = "SQSRT_DLQ_URL", value_parser = non_empty("--dlq-url", "SQSRT_DLQ_URL"))]
@@ -180,7 +184,7 @@ fn handler_name(
     move |s| {
         Builtin::from_str(s.trim(), true).map_err(|_| {
             format!(
-                "unknown handler; expected one of: log, scripted, noop, http {}",
+                "unknown handler; expected one of: log, scripted, noop, http, kafka {}",
                 names(flag, var)
             )
         })
@@ -246,6 +250,7 @@ impl CommonArgs {
                 url: self.http_url.clone(),
                 timeout_secs: self.http_timeout_secs,
             },
+            &self.kafka,
             Duration::from_secs(self.handler_timeout_secs),
         )
     }
@@ -500,6 +505,84 @@ mod tests {
                 "99"
             ]),
             Ok("Noop".to_owned())
+        );
+    }
+
+    fn build_handler(args: &[&str]) -> Result<String, String> {
+        parse(args)
+            .expect("parses")
+            .common()
+            .builtin_handler()
+            .map(|h| format!("{h:?}"))
+    }
+
+    #[cfg(not(feature = "kafka"))]
+    #[test]
+    fn a_binary_without_kafka_names_the_feature() {
+        let error = build_handler(&[
+            "sqsrt",
+            "worker",
+            "--handler",
+            "kafka",
+            "--kafka-brokers",
+            "127.0.0.1:9092",
+            "--kafka-topic",
+            "orders",
+        ])
+        .expect_err("no kafka here");
+        assert!(error.contains("cargo feature `kafka`"), "{error}");
+    }
+
+    #[cfg(feature = "kafka")]
+    #[test]
+    fn the_kafka_handler_checks_its_flags() {
+        let base = ["sqsrt", "worker", "--handler", "kafka"];
+        let with = |more: &[&str]| build_handler(&[&base[..], more].concat());
+        let missing = with(&["--kafka-topic", "orders"]).expect_err("no brokers");
+        assert!(
+            missing.contains("--kafka-brokers") && missing.contains("SQSRT_KAFKA_BROKERS"),
+            "{missing}"
+        );
+        let brokers = ["--kafka-brokers", "127.0.0.1:9092"];
+        let no_topic = with(&brokers).expect_err("no topic");
+        assert!(no_topic.contains("--kafka-topic"), "{no_topic}");
+        let topic = ["--kafka-topic", "orders"];
+        let bad_topic = with(&[&brokers[..], &["--kafka-topic", "a/b"]].concat()).expect_err("bad");
+        assert!(bad_topic.contains("SQSRT_KAFKA_TOPIC"), "{bad_topic}");
+        let slow = with(&[&brokers[..], &topic, &["--kafka-timeout-secs", "20"]].concat())
+            .expect_err("not below the handler timeout");
+        assert!(
+            slow.contains("--kafka-timeout-secs") && slow.contains("--handler-timeout-secs"),
+            "{slow}"
+        );
+        let mechanism =
+            with(&[&brokers[..], &topic, &["--kafka-sasl-mechanism", "GSSAPI"]].concat())
+                .expect_err("unknown mechanism");
+        assert!(mechanism.contains("--kafka-sasl-mechanism"), "{mechanism}");
+        let no_user = with(&[&brokers[..], &topic, &["--kafka-sasl-mechanism", "PLAIN"]].concat())
+            .expect_err("no username");
+        assert!(no_user.contains("--kafka-sasl-username"), "{no_user}");
+        let ok = with(
+            &[
+                &brokers[..],
+                &topic,
+                &[
+                    "--kafka-sasl-mechanism",
+                    "scram-sha-256",
+                    "--kafka-sasl-username",
+                    "sqsrt",
+                    "--kafka-sasl-password",
+                    "hunter2",
+                    "--kafka-tls",
+                ],
+            ]
+            .concat(),
+        )
+        .expect("valid");
+        assert!(ok.contains("Kafka") && ok.contains("orders"), "{ok}");
+        assert!(
+            !ok.contains("hunter2"),
+            "the password stays out of logs: {ok}"
         );
     }
 

@@ -21,6 +21,8 @@ pub(crate) enum Builtin {
     Noop,
     /// POST each message to --http-url; the app's answer decides (README, Forwarders).
     Http,
+    /// Produce each message to --kafka-topic at --kafka-brokers (cargo feature `kafka`).
+    Kafka,
 }
 
 /// The flags of the `http` handler, as given.
@@ -28,6 +30,63 @@ pub(crate) enum Builtin {
 pub(crate) struct HttpFlags {
     pub(crate) url: Option<String>,
     pub(crate) timeout_secs: u64,
+}
+
+/// The flags of the `kafka` handler, as given (parsed whether or not the
+/// binary has the handler, so that one without it names the feature
+/// instead of calling the flags unknown).
+#[derive(Clone, PartialEq, Eq, clap::Args)]
+pub(crate) struct KafkaFlags {
+    /// The `kafka` handler's bootstrap brokers, host:port[,host:port...].
+    #[arg(long = "kafka-brokers", env = "SQSRT_KAFKA_BROKERS")]
+    pub(crate) brokers: Option<String>,
+    /// The topic the `kafka` handler produces every message to.
+    #[arg(long = "kafka-topic", env = "SQSRT_KAFKA_TOPIC")]
+    pub(crate) topic: Option<String>,
+    /// The message attribute whose value keys a record when the message has no group id.
+    #[arg(long = "kafka-key-attribute", env = "SQSRT_KAFKA_KEY_ATTRIBUTE")]
+    pub(crate) key_attribute: Option<String>,
+    /// The `kafka` handler's timeout per message, in seconds (until the broker
+    /// acknowledged it, the producer's retries included); must be below the handler timeout.
+    #[arg(long = "kafka-timeout-secs", env = "SQSRT_KAFKA_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) timeout_secs: u64,
+    /// TLS to the brokers (their certificates checked against the Mozilla roots in the binary,
+    /// or --kafka-tls-ca-file).
+    #[arg(long = "kafka-tls", env = "SQSRT_KAFKA_TLS", default_value_t = false,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub(crate) tls: bool,
+    /// A PEM file of CA certificates for the brokers' TLS (implies --kafka-tls).
+    #[arg(long = "kafka-tls-ca-file", env = "SQSRT_KAFKA_TLS_CA_FILE")]
+    pub(crate) tls_ca_file: Option<String>,
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (none: no SASL).
+    #[arg(long = "kafka-sasl-mechanism", env = "SQSRT_KAFKA_SASL_MECHANISM")]
+    pub(crate) sasl_mechanism: Option<String>,
+    /// SASL username.
+    #[arg(long = "kafka-sasl-username", env = "SQSRT_KAFKA_SASL_USERNAME")]
+    pub(crate) sasl_username: Option<String>,
+    /// SASL password (prefer the variable: a flag shows in the process list).
+    #[arg(
+        long = "kafka-sasl-password",
+        env = "SQSRT_KAFKA_SASL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub(crate) sasl_password: Option<String>,
+}
+
+impl std::fmt::Debug for KafkaFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaFlags")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("key_attribute", &self.key_attribute)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Builtin {
@@ -40,6 +99,7 @@ impl Builtin {
     pub(crate) fn build(
         self,
         http: &HttpFlags,
+        kafka: &KafkaFlags,
         handler_timeout: Duration,
     ) -> Result<BuiltinHandler, String> {
         Ok(match self {
@@ -47,8 +107,83 @@ impl Builtin {
             Self::Scripted => BuiltinHandler::Scripted,
             Self::Noop => BuiltinHandler::Noop,
             Self::Http => BuiltinHandler::Http(http_sink(http, handler_timeout)?),
+            Self::Kafka => kafka_sink(kafka, handler_timeout)?,
         })
     }
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka_sink(_flags: &KafkaFlags, _handler_timeout: Duration) -> Result<BuiltinHandler, String> {
+    Err(
+        "--handler kafka needs a sqsrt binary built with the cargo feature `kafka` \
+         (this one was built without it; the released binaries and images have it)"
+            .to_owned(),
+    )
+}
+
+#[cfg(feature = "kafka")]
+fn kafka_sink(flags: &KafkaFlags, handler_timeout: Duration) -> Result<BuiltinHandler, String> {
+    use sqsrt_forward::{KafkaConfig, KafkaConfigError, KafkaSasl, KafkaSink, KafkaTls};
+
+    let required = |value: &Option<String>, flag: &str, var: &str| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("--handler kafka needs {flag} (or {var})"))
+    };
+    let brokers = required(&flags.brokers, "--kafka-brokers", "SQSRT_KAFKA_BROKERS")?;
+    let topic = required(&flags.topic, "--kafka-topic", "SQSRT_KAFKA_TOPIC")?;
+    let timeout = Duration::from_secs(flags.timeout_secs);
+    if timeout >= handler_timeout {
+        return Err(format!(
+            "--kafka-timeout-secs ({} s) must be below the handler timeout ({} s, --handler-timeout-secs) \
+             (set by --kafka-timeout-secs or SQSRT_KAFKA_TIMEOUT_SECS)",
+            flags.timeout_secs,
+            handler_timeout.as_secs()
+        ));
+    }
+    let sasl = match flags.sasl_mechanism.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(mechanism) => Some(KafkaSasl {
+            mechanism: mechanism.parse().map_err(|e| {
+                format!("{e} (set by --kafka-sasl-mechanism or SQSRT_KAFKA_SASL_MECHANISM)")
+            })?,
+            username: required(
+                &flags.sasl_username,
+                "--kafka-sasl-username",
+                "SQSRT_KAFKA_SASL_USERNAME",
+            )?,
+            password: flags.sasl_password.clone().unwrap_or_default(),
+        }),
+    };
+    let tls = (flags.tls || flags.tls_ca_file.is_some()).then(|| KafkaTls {
+        ca_file: flags.tls_ca_file.clone(),
+    });
+    KafkaSink::new(KafkaConfig {
+        brokers,
+        topic,
+        key_attribute: flags.key_attribute.clone(),
+        timeout,
+        tls,
+        sasl,
+    })
+    .map(BuiltinHandler::Kafka)
+    .map_err(|e| match e {
+        KafkaConfigError::Brokers { .. } => {
+            format!("{e} (set by --kafka-brokers or SQSRT_KAFKA_BROKERS)")
+        }
+        KafkaConfigError::Topic { .. } => {
+            format!("{e} (set by --kafka-topic or SQSRT_KAFKA_TOPIC)")
+        }
+        KafkaConfigError::Timeout => {
+            format!("{e} (set by --kafka-timeout-secs or SQSRT_KAFKA_TIMEOUT_SECS)")
+        }
+        KafkaConfigError::SaslUsername => {
+            format!("{e} (set by --kafka-sasl-username or SQSRT_KAFKA_SASL_USERNAME)")
+        }
+    })
 }
 
 fn http_sink(flags: &HttpFlags, handler_timeout: Duration) -> Result<HttpSink, String> {
@@ -86,12 +221,16 @@ pub(crate) enum BuiltinHandler {
     Scripted,
     Noop,
     Http(HttpSink),
+    #[cfg(feature = "kafka")]
+    Kafka(sqsrt_forward::KafkaSink),
 }
 
 impl Handler for BuiltinHandler {
     async fn handle(&self, message: Message, ctx: Context) -> Result<(), HandlerError> {
         match self {
             Self::Http(sink) => sink.forward(message, &ctx).await,
+            #[cfg(feature = "kafka")]
+            Self::Kafka(sink) => sink.forward(message, &ctx).await,
             Self::Log => {
                 let body: String = message.body().chars().take(LOGGED_BODY_CHARS).collect();
                 info!(
@@ -111,6 +250,8 @@ impl Handler for BuiltinHandler {
     fn metrics(&self) -> Vec<sqsrt_core::HandlerMetric> {
         match self {
             Self::Http(sink) => sink.metrics(),
+            #[cfg(feature = "kafka")]
+            Self::Kafka(sink) => sink.metrics(),
             _ => Vec::new(),
         }
     }
@@ -118,6 +259,8 @@ impl Handler for BuiltinHandler {
     fn breaker(&self) -> Option<&sqsrt_core::SinkBreaker> {
         match self {
             Self::Http(sink) => sink.breaker(),
+            #[cfg(feature = "kafka")]
+            Self::Kafka(sink) => sink.breaker(),
             _ => None,
         }
     }

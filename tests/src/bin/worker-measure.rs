@@ -6,7 +6,8 @@
 //! exit at full load; and the same random-time drain through a hand-written
 //! aws-sdk-sqs loop (`sdk-loop`), the baseline of the worker's CPU goal (at
 //! most a third of its CPU per message, same run); and the `http` forwarder
-//! to a local app answering 200 at once, beside the no-op handler. Throughput is the steady
+//! to a local app answering 200 at once and the `kafka` forwarder to a
+//! local tansu broker (`SQSRT_TANSU`), beside the no-op handler. Throughput is the steady
 //! state (10 % to 90 % of each drain). Each throughput run is repeated:
 //! medians with min-max.
 //!
@@ -192,6 +193,7 @@ struct Runs {
     one_thread: Vec<Run>,
     hand_written: Vec<Run>,
     forwarded: Vec<Run>,
+    kafka: Vec<Run>,
 }
 
 /// The table rows of `runs` (`n` messages, `repeat` times each).
@@ -214,6 +216,12 @@ fn print_rows(runs: &Runs, n: usize, repeat: usize) {
         "| worker, `http` forwarder to a local app answering 200 at once, steady state | {} msgs/s; CPU {} us per message (no-op: {} us, same run) | |",
         spread(of(&runs.forwarded, &|r| r.rate), 0),
         spread(of(&runs.forwarded, &|r| r.cpu_us_per_msg), 0),
+        spread(of(&runs.noop, &|r| r.cpu_us_per_msg), 0),
+    );
+    println!(
+        "| worker, `kafka` forwarder to a local tansu broker (idempotent, acks=all, 3 partitions), steady state | {} msgs/s; CPU {} us per message (no-op: {} us, same run) | |",
+        spread(of(&runs.kafka, &|r| r.rate), 0),
+        spread(of(&runs.kafka, &|r| r.cpu_us_per_msg), 0),
         spread(of(&runs.noop, &|r| r.cpu_us_per_msg), 0),
     );
     println!(
@@ -288,7 +296,10 @@ async fn main() -> anyhow::Result<()> {
     let mut one_thread = Vec::new();
     let mut hand_written = Vec::new();
     let mut forwarded = Vec::new();
+    let mut kafka = Vec::new();
     let app = sqsrt_e2e::http_app::answer_ok().await?;
+    let broker = sqsrt_e2e::kafka::Broker::start().await?;
+    broker.create_topic("bench", 3).await?;
     for round in 0..repeat {
         random.push(
             drain_run(
@@ -314,6 +325,23 @@ async fn main() -> anyhow::Result<()> {
                 &sqs,
                 &vec![r#"{"order":7}"#.to_owned(); n],
                 sqsrt_worker(&["--handler", "http", "--http-url", &app]),
+            )
+            .await?,
+        );
+        // The kafka forwarder to the local broker: the worker's own CPU
+        // (the broker's is not the worker's).
+        kafka.push(
+            drain_run(
+                &sqs,
+                &vec![r#"{"order":7}"#.to_owned(); n],
+                sqsrt_worker(&[
+                    "--handler",
+                    "kafka",
+                    "--kafka-brokers",
+                    &broker.addr,
+                    "--kafka-topic",
+                    "bench",
+                ]),
             )
             .await?,
         );
@@ -344,6 +372,7 @@ async fn main() -> anyhow::Result<()> {
         one_thread,
         hand_written,
         forwarded,
+        kafka,
     };
     if !args.iter().any(|a| a == "--rows") {
         println!("| measure | median (min-max) | target |");
