@@ -81,7 +81,11 @@ fn main() -> anyhow::Result<()> {
     // The `http` forwarder's app, answering 200 at once; its CPU is the
     // bench's, not the function's.
     let app = tokio.block_on(sqsrt_e2e::http_app::answer_ok())?;
-    let subjects = subjects(&peers, &app)?;
+    // The `kafka` forwarder's broker (tansu, `SQSRT_TANSU`); its CPU is not
+    // the function's either.
+    let broker = tokio.block_on(sqsrt_e2e::kafka::Broker::start())?;
+    tokio.block_on(broker.create_topic("bench", 1))?;
+    let subjects = subjects(&peers, &app, &broker.addr)?;
     for s in &subjects {
         if !s.program.exists() {
             bail!(
@@ -149,10 +153,11 @@ fn main() -> anyhow::Result<()> {
 
 /// The columns: sqsrt at 256 MB and 2,048 MB (`scripted`, which decodes
 /// every body as the stock pattern does), sqsrt's own cost (`noop`), the
-/// `http` forwarder posting each record to a local app (issue 19's bench
-/// row, beside `noop`), the stock pattern, `lambda_runtime` alone (its
-/// layers' cost over the floor) and the floor.
-fn subjects(peers: &Path, app: &str) -> anyhow::Result<Vec<Subject>> {
+/// `http` forwarder posting each record to a local app and the `kafka`
+/// forwarder producing it to a local broker (issue 19's bench rows, beside
+/// `noop`), the stock pattern, `lambda_runtime` alone (its layers' cost
+/// over the floor) and the floor.
+fn subjects(peers: &Path, app: &str, brokers: &str) -> anyhow::Result<Vec<Subject>> {
     let sqsrt = sqsrt_bin()?;
     let lambda_env = |memory: &str| {
         let mut env: Vec<(&'static str, String)> = offline_aws_env()
@@ -188,10 +193,22 @@ fn subjects(peers: &Path, app: &str) -> anyhow::Result<Vec<Subject>> {
         },
         Subject {
             label: "sqsrt, 256 MB, `http` forwarder",
-            program: sqsrt,
+            program: sqsrt.clone(),
             env: with(
                 lambda_env("256"),
                 &[("SQSRT_HANDLER", "http"), ("SQSRT_HTTP_URL", app)],
+            ),
+        },
+        Subject {
+            label: "sqsrt, 256 MB, `kafka` forwarder",
+            program: sqsrt,
+            env: with(
+                lambda_env("256"),
+                &[
+                    ("SQSRT_HANDLER", "kafka"),
+                    ("SQSRT_KAFKA_BROKERS", brokers),
+                    ("SQSRT_KAFKA_TOPIC", "bench"),
+                ],
             ),
         },
         Subject {

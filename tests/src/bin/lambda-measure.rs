@@ -133,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
         println!("|---|---|---|");
     }
     println!(
-        "| Lambda: static binary ({}) | {:.1} MB | < 8 MB |",
+        "| Lambda: static binary ({}) | {:.1} MB | < 8 MB, + < 1.5 MB for the `kafka` forwarder |",
         bin.file_name()
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
         size as f64 / 1_000_000.0
