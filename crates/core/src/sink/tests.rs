@@ -15,6 +15,13 @@ async fn admit(breaker: &SinkBreaker, hold: bool) -> Result<Ticket<'_>, HandlerE
     breaker.admit(hold, &never, &never).await
 }
 
+/// Opens `breaker` with an unreachable sink for message `m1`.
+async fn open(breaker: &SinkBreaker) {
+    let down = fault(SinkFault::Unreachable);
+    let ticket = admit(breaker, true).await.expect("closed: admitted");
+    assert!(breaker.record(ticket, "m1", Attempt::Failed(&down), Duration::ZERO));
+}
+
 /// Whether `future` is still waiting after everything runnable ran.
 async fn waits<F: std::future::Future>(future: F) -> bool {
     tokio::select! {
@@ -67,13 +74,7 @@ async fn an_unreachable_sink_opens_it_at_once_and_one_probe_closes_it() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_probe_keeps_it_open_for_another_period() {
     let breaker = SinkBreaker::new("sink");
-    let down = fault(SinkFault::Unreachable);
-    breaker.record(
-        admit(&breaker, true).await.unwrap(),
-        "m1",
-        Attempt::Failed(&down),
-        Duration::ZERO,
-    );
+    open(&breaker).await;
     tokio::time::advance(PROBE_EVERY).await;
     let probe = admit(&breaker, true).await.unwrap();
     let slow = fault(SinkFault::Timeout);
@@ -125,13 +126,7 @@ async fn rejections_and_requests_to_slow_down_are_answers() {
         fault(SinkFault::Throttled),
     ] {
         let breaker = SinkBreaker::new("sink");
-        let down = fault(SinkFault::Unreachable);
-        breaker.record(
-            admit(&breaker, true).await.unwrap(),
-            "m1",
-            Attempt::Failed(&down),
-            Duration::ZERO,
-        );
+        open(&breaker).await;
         tokio::time::advance(PROBE_EVERY).await;
         let probe = admit(&breaker, true).await.unwrap();
         assert!(!breaker.record(probe, "m2", Attempt::Failed(&answer), Duration::ZERO));
@@ -142,13 +137,7 @@ async fn rejections_and_requests_to_slow_down_are_answers() {
 #[tokio::test(start_paused = true)]
 async fn a_probe_that_says_nothing_or_is_dropped_lets_the_next_one_go() {
     let breaker = SinkBreaker::new("sink");
-    let down = fault(SinkFault::Unreachable);
-    breaker.record(
-        admit(&breaker, true).await.unwrap(),
-        "m1",
-        Attempt::Failed(&down),
-        Duration::ZERO,
-    );
+    open(&breaker).await;
     tokio::time::advance(PROBE_EVERY).await;
     drop(admit(&breaker, true).await.unwrap()); // its task was aborted
     let probe = admit(&breaker, true).await.expect("the next probe at once");
@@ -164,13 +153,7 @@ async fn a_probe_that_says_nothing_or_is_dropped_lets_the_next_one_go() {
 #[tokio::test(start_paused = true)]
 async fn stop_ends_a_held_wait_with_a_retry() {
     let breaker = SinkBreaker::new("sink");
-    let down = fault(SinkFault::Unreachable);
-    breaker.record(
-        admit(&breaker, true).await.unwrap(),
-        "m1",
-        Attempt::Failed(&down),
-        Duration::ZERO,
-    );
+    open(&breaker).await;
     let (stop, abandon) = (CancellationToken::new(), CancellationToken::new());
     let waiting = breaker.admit(true, &stop, &abandon);
     tokio::pin!(waiting);
