@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -25,6 +25,8 @@ pub(crate) struct Health {
     last_progress_ms: AtomicU64,
     /// Set while every slot is taken (then no receive is expected).
     full: AtomicBool,
+    /// Pollers waiting for the handler's sink: receives pause on purpose.
+    paused: AtomicUsize,
     stuck_after: Duration,
 }
 
@@ -37,6 +39,7 @@ impl Health {
             ready: AtomicBool::new(false),
             last_progress_ms: AtomicU64::new(0),
             full: AtomicBool::new(false),
+            paused: AtomicUsize::new(0),
             stuck_after,
         }
     }
@@ -53,6 +56,19 @@ impl Health {
         self.progress();
     }
 
+    /// A poller pauses its receives while the sink is down (`true`), or
+    /// goes on (`false`, once per `true`): an outage of the downstream is
+    /// not a stuck worker, and a restart would only return the messages it
+    /// holds to the queue.
+    pub(crate) fn set_paused(&self, paused: bool) {
+        if paused {
+            self.paused.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.paused.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.progress();
+    }
+
     /// Ready from the first successful receive until shutdown begins.
     pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
@@ -65,7 +81,7 @@ impl Health {
 
     /// Whether `/healthz` answers 200.
     pub(crate) fn is_alive(&self) -> bool {
-        if self.full.load(Ordering::Relaxed) {
+        if self.full.load(Ordering::Relaxed) || self.paused.load(Ordering::Relaxed) > 0 {
             return true;
         }
         let last = Duration::from_millis(self.last_progress_ms.load(Ordering::Relaxed));
@@ -142,7 +158,7 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn alive_while_progressing_or_full() {
+    async fn alive_while_progressing_full_or_paused_for_the_sink() {
         let health = Health::new(Duration::from_secs(90));
         health.progress();
         assert!(health.is_alive());
@@ -156,6 +172,13 @@ mod tests {
         );
         health.set_full(false);
         assert!(health.is_alive());
+        health.set_paused(true);
+        tokio::time::advance(Duration::from_secs(600)).await;
+        assert!(health.is_alive(), "receives paused for a sink's outage");
+        health.set_paused(false);
+        assert!(health.is_alive(), "the end of the pause is progress");
+        tokio::time::advance(Duration::from_secs(91)).await;
+        assert!(!health.is_alive());
     }
 
     #[test]

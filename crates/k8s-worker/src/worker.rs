@@ -414,10 +414,12 @@ async fn sink_gate<H: Handler, Q: WorkerQueue>(
     }
     if !breaker.allows_receive() {
         drop(permit);
+        shared.health.set_paused(true);
         tokio::select! {
             () = breaker.receive_allowed() => {}
             () = shared.shutdown.cancelled() => {}
         }
+        shared.health.set_paused(false);
         return None;
     }
     let mut permit = permit;

@@ -5,12 +5,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future as _;
 use std::pin::Pin;
-
-use futures_util::future::Either;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
