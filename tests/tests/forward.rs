@@ -17,6 +17,27 @@ use sqsrt_e2e::localstack::{self, Queues};
 use sqsrt_e2e::runtime_api::RuntimeApi;
 use sqsrt_e2e::worker_proc::{Processed, WorkerProc, until};
 
+/// `sqsrt worker --handler http` to `app_url` with a 1 s timeout, `dlq_url`
+/// and 1 s backoffs, then `extra`.
+fn worker_args<'a>(app_url: &'a str, dlq_url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--handler",
+        "http",
+        "--http-url",
+        app_url,
+        "--http-timeout-secs",
+        "1",
+        "--dlq-url",
+        dlq_url,
+        "--retry-base-secs",
+        "1",
+        "--retry-max-secs",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_forwards_each_message_and_the_answer_decides() -> anyhow::Result<()> {
     let app = HttpApp::start().await?;
@@ -27,22 +48,7 @@ async fn worker_forwards_each_message_and_the_answer_decides() -> anyhow::Result
     let ids = send_words(&sqs, &url).await?;
     let worker = WorkerProc::start(
         &url,
-        &[
-            "--handler",
-            "http",
-            "--http-url",
-            &app.url,
-            "--http-timeout-secs",
-            "1",
-            "--handler-timeout-secs",
-            "5",
-            "--dlq-url",
-            &dlq_url,
-            "--retry-base-secs",
-            "1",
-            "--retry-max-secs",
-            "1",
-        ],
+        &worker_args(&app.url, &dlq_url, &["--handler-timeout-secs", "5"]),
     )?;
     localstack::wait_empty(&sqs, &url, Duration::from_secs(40)).await?;
     let dead = localstack::drain(&sqs, &dlq_url, 2, Duration::from_secs(10)).await?;
@@ -119,26 +125,18 @@ async fn worker_holds_messages_while_the_app_is_down() -> anyhow::Result<()> {
     let mut ids = localstack::send(&sqs, &url, &early).await?;
     let worker = WorkerProc::start(
         &url,
-        &[
-            "--handler",
-            "http",
-            "--http-url",
+        &worker_args(
             &app_url,
-            "--http-timeout-secs",
-            "1",
-            "--handler-timeout-secs",
-            "3",
-            "--heartbeat-secs",
-            "1",
-            "--max-in-flight",
-            "10",
-            "--dlq-url",
             &dlq_url,
-            "--retry-base-secs",
-            "1",
-            "--retry-max-secs",
-            "1",
-        ],
+            &[
+                "--handler-timeout-secs",
+                "3",
+                "--heartbeat-secs",
+                "1",
+                "--max-in-flight",
+                "10",
+            ],
+        ),
     )?;
     until("the breaker to open", Duration::from_secs(20), || {
         Ok(worker.lines_containing("circuit open") == 1)

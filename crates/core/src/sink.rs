@@ -124,6 +124,16 @@ struct State {
     waiting: usize,
 }
 
+impl State {
+    /// `None` when a worker may receive (closed, or open with a probe due
+    /// that no message in hand can make); else when to look again.
+    fn receive_wait(&self) -> Option<Instant> {
+        let open = self.open.as_ref()?;
+        let may = !self.probing && self.waiting == 0 && Instant::now() >= open.next_probe;
+        (!may).then_some(open.next_probe)
+    }
+}
+
 #[derive(Debug)]
 struct Open {
     since: Instant,
@@ -193,11 +203,7 @@ impl SinkBreaker {
     /// and a probe is due that no message in hand can make.
     #[must_use]
     pub fn allows_receive(&self) -> bool {
-        let state = self.lock();
-        match &state.open {
-            None => true,
-            Some(open) => !state.probing && state.waiting == 0 && Instant::now() >= open.next_probe,
-        }
+        self.lock().receive_wait().is_none()
     }
 
     /// Waits until [`SinkBreaker::allows_receive`].
@@ -206,18 +212,8 @@ impl SinkBreaker {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let next_probe = {
-                let state = self.lock();
-                match &state.open {
-                    None => return,
-                    Some(open) => {
-                        if !state.probing && state.waiting == 0 && Instant::now() >= open.next_probe
-                        {
-                            return;
-                        }
-                        open.next_probe
-                    }
-                }
+            let Some(next_probe) = self.lock().receive_wait() else {
+                return;
             };
             tokio::select! {
                 () = changed => {}
