@@ -82,10 +82,20 @@ fn main() -> anyhow::Result<()> {
     // bench's, not the function's.
     let app = tokio.block_on(sqsrt_e2e::http_app::answer_ok())?;
     // The `kafka` forwarder's broker (tansu, `SQSRT_TANSU`); its CPU is not
-    // the function's either.
-    let broker = tokio.block_on(sqsrt_e2e::kafka::Broker::start())?;
-    tokio.block_on(broker.create_topic("bench", 1))?;
-    let subjects = subjects(&peers, &app, &broker.addr)?;
+    // the function's either. Started only when that column runs, so that
+    // profiling the others (`scripts/instructions.sh`) needs no broker.
+    let unstarted = subjects(&peers, &app, "")?;
+    let broker = if chosen(&unstarted, only.as_deref(), KAFKA_COLUMN) {
+        let broker = tokio.block_on(sqsrt_e2e::kafka::Broker::start())?;
+        tokio.block_on(broker.create_topic("bench", 1))?;
+        Some(broker)
+    } else {
+        None
+    };
+    let subjects = match &broker {
+        Some(broker) => subjects(&peers, &app, &broker.addr)?,
+        None => unstarted,
+    };
     for s in &subjects {
         if !s.program.exists() {
             bail!(
@@ -101,12 +111,9 @@ fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     if let Some(only) = only {
         // Profiling: the chosen columns' runs, one line each, no table.
-        // A label given whole is that column alone; else every column
-        // whose label contains the text.
-        let exact = subjects.iter().any(|s| s.label == only);
         for subject in subjects
             .iter()
-            .filter(|s| s.label == only || (!exact && s.label.contains(&only)))
+            .filter(|s| chosen(&subjects, Some(&only), s.label))
         {
             for (&n, body) in sizes.iter().zip(&events) {
                 for _ in 0..settings.runs {
@@ -157,6 +164,18 @@ fn main() -> anyhow::Result<()> {
 /// forwarder producing it to a local broker (issue 19's bench rows, beside
 /// `noop`), the stock pattern, `lambda_runtime` alone (its layers' cost
 /// over the floor) and the floor.
+/// Whether `--only` chose the column `label` (every column without it): a
+/// label given whole is that column alone; else every column whose label
+/// contains the text.
+fn chosen(subjects: &[Subject], only: Option<&str>, label: &str) -> bool {
+    let Some(only) = only else { return true };
+    let exact = subjects.iter().any(|s| s.label == only);
+    label == only || (!exact && label.contains(only))
+}
+
+/// The `kafka` forwarder's column, the only one needing a broker.
+const KAFKA_COLUMN: &str = "sqsrt, 256 MB, `kafka` forwarder";
+
 fn subjects(peers: &Path, app: &str, brokers: &str) -> anyhow::Result<Vec<Subject>> {
     let sqsrt = sqsrt_bin()?;
     let lambda_env = |memory: &str| {
@@ -200,7 +219,7 @@ fn subjects(peers: &Path, app: &str, brokers: &str) -> anyhow::Result<Vec<Subjec
             ),
         },
         Subject {
-            label: "sqsrt, 256 MB, `kafka` forwarder",
+            label: KAFKA_COLUMN,
             program: sqsrt,
             env: with(
                 lambda_env("256"),

@@ -75,19 +75,22 @@ pub(super) fn handler_task<H: Handler>(
 ) -> Pin<Box<impl Future<Output = TaskOutput> + Send + 'static>> {
     Box::pin(async move {
         let _permit = permit;
-        let result = timed_run(handler.handle(message, ctx), started + timeout).await;
+        let result = timed_run(|| handler.handle(message, ctx), started + timeout).await;
         (index, result, started.elapsed())
     })
 }
 
-/// A handler's future under its timeout (`Ok(None)` when `until` came
-/// first) with its panic caught (`Err` with the panic's message).
-async fn timed_run(
-    handling: impl Future<Output = Result<(), HandlerError>>,
+/// The handler's future that `start` makes, under its timeout (`Ok(None)`
+/// when `until` came first), with its panic caught (`Err` with the panic's
+/// message). Made in place, where it is polled: a handler's future can be
+/// large, and each move of it is a `memcpy` of its whole size (passed in
+/// made, it was copied four times per message).
+async fn timed_run<F: Future<Output = Result<(), HandlerError>>>(
+    start: impl FnOnce() -> F,
     until: Instant,
 ) -> Result<Option<Result<(), HandlerError>>, String> {
     let run = AssertUnwindSafe(async move {
-        let mut handling = std::pin::pin!(handling);
+        let mut handling = std::pin::pin!(start());
         // `tokio::time::timeout`, with its timer made on the first
         // poll that finds the handler waiting: one that finishes at
         // once (most of a quick batch) costs no timer, runtime
@@ -152,8 +155,11 @@ pub(super) fn gated_task<H: Handler>(
                 deadline = deadline.min(start_deadline);
             }
             let ctx = Context::shared(deadline, Arc::clone(&gate.batch));
-            let result =
-                timed_run(handler.handle(message.clone(), ctx), started + gate.timeout).await;
+            let result = timed_run(
+                || handler.handle(message.clone(), ctx),
+                started + gate.timeout,
+            )
+            .await;
             let elapsed = started.elapsed();
             let attempt = match &result {
                 Ok(Some(Ok(()))) => Attempt::Succeeded,
