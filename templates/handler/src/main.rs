@@ -7,8 +7,9 @@ mod orders;
 
 use std::process::ExitCode;
 
-// A library cannot pick the allocator: mimalloc is what the sqsrt binary
-// uses (large batches decode much faster than with musl's allocator).
+// A library cannot pick the allocator: mimalloc (its v2 line, Cargo.toml)
+// is what the sqsrt binary uses (large batches decode much faster than with
+// musl's allocator).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
