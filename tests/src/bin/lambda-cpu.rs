@@ -158,12 +158,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The columns: sqsrt at 256 MB and 2,048 MB (`scripted`, which decodes
-/// every body as the stock pattern does), sqsrt's own cost (`noop`), the
-/// `http` forwarder posting each record to a local app and the `kafka`
-/// forwarder producing it to a local broker (issue 19's bench rows, beside
-/// `noop`), the stock pattern, `lambda_runtime` alone (its layers' cost
-/// over the floor) and the floor.
 /// Whether `--only` chose the column `label` (every column without it): a
 /// label given whole is that column alone; else every column whose label
 /// contains the text.
@@ -176,6 +170,12 @@ fn chosen(subjects: &[Subject], only: Option<&str>, label: &str) -> bool {
 /// The `kafka` forwarder's column, the only one needing a broker.
 const KAFKA_COLUMN: &str = "sqsrt, 256 MB, `kafka` forwarder";
 
+/// The columns: sqsrt at 256 MB and 2,048 MB (`scripted`, which decodes
+/// every body as the stock pattern does), sqsrt's own cost (`noop`), the
+/// `http` forwarder posting each record to a local app and the `kafka`
+/// forwarder producing it to a local broker (issue 19's bench rows, beside
+/// `noop`), the stock pattern, `lambda_runtime` alone (its layers' cost
+/// over the floor) and the floor.
 fn subjects(peers: &Path, app: &str, brokers: &str) -> anyhow::Result<Vec<Subject>> {
     let sqsrt = sqsrt_bin()?;
     let lambda_env = |memory: &str| {

@@ -83,8 +83,8 @@ pub(super) fn handler_task<H: Handler>(
 /// The handler's future that `start` makes, under its timeout (`Ok(None)`
 /// when `until` came first), with its panic caught (`Err` with the panic's
 /// message). Made in place, where it is polled: a handler's future can be
-/// large, and each move of it is a `memcpy` of its whole size (passed in
-/// made, it was copied four times per message).
+/// large, and each move of it is a `memcpy` of its whole size (made by the
+/// caller and passed in, it was copied four times per message).
 async fn timed_run<F: Future<Output = Result<(), HandlerError>>>(
     start: impl FnOnce() -> F,
     until: Instant,
